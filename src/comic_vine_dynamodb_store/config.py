@@ -1,0 +1,239 @@
+"""Options of the stores: frozen pydantic models, validated once at construction.
+
+The defaults are the TypeScript original's. Every model is strict (``"5"`` is not an int, ``True``
+is not a number) and refuses unknown fields, so a misspelt option fails at start-up instead of
+being silently ignored. Nested options accept the model or a plain dict. Any validation failure
+is raised as :class:`~comic_vine_dynamodb_store.errors.ConfigurationError` whose ``field`` is the
+dotted path of the first bad field (``circuit_breaker.failure_threshold``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from comic_vine_dynamodb_store.errors import ConfigurationError
+from comic_vine_dynamodb_store.keys import validate_namespace
+
+__all__ = [
+    "DEFAULT_TABLE_NAME",
+    "AdaptiveConfig",
+    "AdaptiveRateLimitStoreOptions",
+    "CacheStoreOptions",
+    "CircuitBreakerOptions",
+    "CloudWatchOptions",
+    "DedupeStoreOptions",
+    "HealthCheckOptions",
+    "LoggingOptions",
+    "MonitoringOptions",
+    "OptionsModel",
+    "PerformanceOptions",
+    "RateLimitConfig",
+    "RateLimitStoreOptions",
+    "StoreOptions",
+]
+
+DEFAULT_TABLE_NAME = "comic-vine-store"
+DYNAMODB_MAX_BATCH_ITEMS = 25
+
+_TABLE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+_ENDPOINT_RE = re.compile(r"https?://[^\s/]+(/\S*)?")
+
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class OptionsModel(BaseModel):
+    """Base of every options model: frozen, strict, no unknown fields, typed errors."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _configuration_error(type(self).__name__, exc) from exc
+
+
+def _configuration_error(model_name: str, exc: ValidationError) -> ConfigurationError:
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error["loc"])
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigurationError):
+            # Nested options and cross-field checks name their own fields: keep them,
+            # under this level's path.
+            problems.extend(
+                (".".join(part for part in (location, inner) if part), reason)
+                for inner, reason in cause.problems
+            )
+        elif isinstance(cause, ValueError):
+            problems.append((location or model_name, str(cause)))
+        else:
+            problems.append((location or model_name, error["msg"]))
+    detail = "; ".join(f"{field}: {reason}" for field, reason in problems)
+    return ConfigurationError(
+        f"invalid {model_name}: {detail}",
+        field=problems[0][0] if problems else None,
+        problems=tuple(problems),
+    )
+
+
+class CircuitBreakerOptions(OptionsModel):
+    """When to stop calling DynamoDB after repeated failures, and for how long."""
+
+    enabled: bool = True
+    failure_threshold: PositiveInt = 5
+    recovery_timeout_ms: PositiveInt = 60_000
+    timeout_ms: PositiveInt = 30_000
+
+
+class CloudWatchOptions(OptionsModel):
+    """Publishing store metrics to CloudWatch (or a compatible endpoint)."""
+
+    enabled: bool = False
+    namespace: str = Field(default="DynamoDBStore", min_length=1, max_length=255)
+    region: str | None = None
+    endpoint: str | None = None
+
+
+class LoggingOptions(OptionsModel):
+    """The logging handler of the signal bus."""
+
+    enabled: bool = True
+    level: Literal["debug", "info", "warn", "warning", "error"] = "info"
+
+
+class PerformanceOptions(OptionsModel):
+    """Per-operation timing; ``sampling_rate`` is the share of operations recorded."""
+
+    enabled: bool = True
+    sampling_rate: float = Field(default=1.0, ge=0.0, le=1.0, strict=False)
+
+
+class HealthCheckOptions(OptionsModel):
+    """Periodic DynamoDB round trips reported as health."""
+
+    enabled: bool = False
+    interval_ms: PositiveInt = 60_000
+
+
+class MonitoringOptions(OptionsModel):
+    """The observability options of the TypeScript original, grouped as there."""
+
+    cloud_watch: CloudWatchOptions = CloudWatchOptions()
+    logging: LoggingOptions = LoggingOptions()
+    performance: PerformanceOptions = PerformanceOptions()
+    health_checks: HealthCheckOptions = HealthCheckOptions()
+
+
+class StoreOptions(OptionsModel):
+    """Options every store takes (SPEC section 8).
+
+    ``region`` left as ``None`` resolves from ``AWS_REGION``/``AWS_DEFAULT_REGION``, then
+    ``us-east-1``; see :attr:`resolved_region`. ``key_prefix`` namespaces every key so several
+    applications can share one table.
+    """
+
+    table_name: str = DEFAULT_TABLE_NAME
+    region: str | None = None
+    endpoint: str | None = None
+    key_prefix: str = ""
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 3
+    retry_delay_ms: NonNegativeInt = 100
+    batch_size: Annotated[int, Field(ge=1, le=DYNAMODB_MAX_BATCH_ITEMS)] = 25
+    cleanup_interval_ms: NonNegativeInt = 300_000
+    circuit_breaker: CircuitBreakerOptions = CircuitBreakerOptions()
+    monitoring: MonitoringOptions = MonitoringOptions()
+
+    @field_validator("table_name")
+    @classmethod
+    def _check_table_name(cls, value: str) -> str:
+        if not _TABLE_NAME_RE.fullmatch(value):
+            raise ValueError("must be 3-255 characters of A-Z, a-z, 0-9, '_', '.', '-'")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not _ENDPOINT_RE.fullmatch(value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_key_prefix(cls, value: str) -> str:
+        try:
+            return validate_namespace(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+
+    @property
+    def resolved_region(self) -> str:
+        """The region requests are signed for."""
+        return (
+            self.region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+
+
+class CacheStoreOptions(StoreOptions):
+    """Options of the cache store."""
+
+    max_value_bytes: PositiveInt = 16 * 1024 * 1024
+
+
+class DedupeStoreOptions(StoreOptions):
+    """Options of the dedupe store: job lease and how waiters poll."""
+
+    default_ttl_seconds: PositiveInt = 300
+    max_wait_time_ms: NonNegativeInt = 30_000
+    poll_interval_ms: PositiveInt = 100
+
+
+class RateLimitConfig(OptionsModel):
+    """``limit`` admissions per sliding window of ``window_ms``."""
+
+    limit: NonNegativeInt = 200
+    window_ms: PositiveInt = 60_000
+
+
+class RateLimitStoreOptions(StoreOptions):
+    """Options of the rate-limit store: a default config and per-resource overrides."""
+
+    default_config: RateLimitConfig = RateLimitConfig()
+    resource_configs: dict[str, RateLimitConfig] = Field(default_factory=dict)
+
+
+class AdaptiveConfig(OptionsModel):
+    """How the adaptive limiter splits capacity between user and background traffic."""
+
+    monitoring_window_ms: PositiveInt = 15 * 60 * 1000
+    high_activity_threshold: PositiveInt = 10
+    moderate_activity_threshold: PositiveInt = 3
+    recalculation_interval_ms: PositiveInt = 30_000
+    sustained_inactivity_threshold_ms: PositiveInt = 30 * 60 * 1000
+    background_pause_on_increasing_trend: bool = True
+    max_user_scaling: float = Field(default=2.0, ge=1.0, strict=False)
+    min_user_reserved: NonNegativeInt = 5
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> Self:
+        if self.moderate_activity_threshold >= self.high_activity_threshold:
+            raise ConfigurationError(
+                f"must be below high_activity_threshold ({self.high_activity_threshold}), "
+                f"got {self.moderate_activity_threshold}",
+                field="moderate_activity_threshold",
+            )
+        return self
+
+
+class AdaptiveRateLimitStoreOptions(RateLimitStoreOptions):
+    """Options of the adaptive rate-limit store."""
+
+    adaptive_config: AdaptiveConfig = AdaptiveConfig()

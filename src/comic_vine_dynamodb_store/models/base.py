@@ -1,0 +1,163 @@
+"""The single-table base: key attributes, GSI1, expiry, and reads that never see expired items.
+
+Every entity of the library is a :class:`StoreItem` in one table. The base declares the seed's
+schema (``PK``/``SK``, ``GSI1PK``/``GSI1SK`` in index ``GSI1``, ``TTL`` in epoch seconds) and one
+attribute of its own, ``ExpiresAt``: the exact expiry in epoch milliseconds.
+
+Why both: DynamoDB's TTL reaper reads whole seconds and deletes expired items up to days late,
+so correctness cannot depend on it. ``ExpiresAt`` is what every read and every conditional write
+of the library compares against; ``TTL`` (rounded *up*, so the reaper never deletes an item
+before it has expired) only keeps the table from growing. An item without ``ExpiresAt`` never
+expires.
+
+The classes here are unbound (no table): :mod:`.binding` makes bound subclasses per table,
+region and endpoint at run time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self, cast
+
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.expressions.condition import Condition
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from comic_vine_dynamodb_store.clock import system_clock_ms
+from comic_vine_dynamodb_store.keys import (
+    Entity,
+    expiry_sort_key,
+    gsi1_partition_key,
+    gsi1_partition_keys,
+    shard_of,
+)
+
+__all__ = ["GSI1", "StoreItem"]
+
+
+class GSI1(GlobalSecondaryIndex["StoreItem"]):  # type: ignore[no-untyped-call]
+    """The store-wide index: sharded per entity and namespace, sorted by expiry.
+
+    Eventually consistent, so it serves stats, cleanup and clear, never a decision.
+    """
+
+    class Meta:
+        index_name = "GSI1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
+
+
+class StoreItem(Model):
+    """Base of the four entities: the table's keys, GSI1 and exact expiry."""
+
+    entity: ClassVar[Entity]
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")
+    gsi1pk = UnicodeAttribute(null=True, attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(null=True, attr_name="GSI1SK")
+    ttl = TTLAttribute(null=True, attr_name="TTL")
+    expires_at_ms = NumberAttribute(null=True, attr_name="ExpiresAt")
+
+    gsi1 = GSI1()
+
+    def index_under(self, namespace: str) -> None:
+        """Place the item in its GSI1 shard, so store-wide operations find it."""
+        self.gsi1pk = gsi1_partition_key(self.entity, namespace, shard_of(self.pk))
+        self.gsi1sk = expiry_sort_key(self.expires_at_ms_int)
+
+    def set_expiry(self, expires_at_ms: int | None) -> None:
+        """Expire the item at ``expires_at_ms`` (epoch ms), or never with ``None``."""
+        self.expires_at_ms = expires_at_ms
+        if expires_at_ms is None:
+            self.ttl = None
+        else:
+            # Rounded up: the reaper must never delete an item that is still live.
+            self.ttl = datetime.fromtimestamp(math.ceil(expires_at_ms / 1000), tz=UTC)
+        if self.gsi1pk is not None:
+            self.gsi1sk = expiry_sort_key(expires_at_ms)
+
+    @property
+    def expires_at_ms_int(self) -> int | None:
+        """``ExpiresAt`` as an int (DynamoDB numbers read back as float)."""
+        return None if self.expires_at_ms is None else int(self.expires_at_ms)
+
+    def is_expired(self, now_ms: int) -> bool:
+        """True once ``now_ms`` has reached the exact expiry."""
+        expires = self.expires_at_ms_int
+        return expires is not None and now_ms >= expires
+
+    @classmethod
+    def live_condition(cls, now_ms: int) -> Condition:
+        """Condition true for an item that exists and has not expired at ``now_ms``."""
+        live = cls.expires_at_ms.does_not_exist() | (cls.expires_at_ms > now_ms)
+        return cast(Condition, cls.pk.exists() & live)
+
+    @classmethod
+    def absent_or_expired_condition(cls, now_ms: int) -> Condition:
+        """Condition for a write that may replace only a missing or expired item."""
+        return cast(Condition, cls.pk.does_not_exist() | (cls.expires_at_ms <= now_ms))
+
+    @classmethod
+    def get_live(
+        cls, pk: str, sk: str, *, now_ms: int | None = None, consistent_read: bool = True
+    ) -> Self | None:
+        """Read one item, or ``None`` when it is absent or expired (one GetItem)."""
+        try:
+            item = cls.get(pk, sk, consistent_read=consistent_read)
+        except cls.DoesNotExist:
+            return None
+        now = system_clock_ms() if now_ms is None else now_ms
+        return None if item.is_expired(now) else item
+
+    @classmethod
+    def query_live(
+        cls,
+        pk: str,
+        *,
+        now_ms: int | None = None,
+        range_key_condition: Condition | None = None,
+        consistent_read: bool = True,
+        **kwargs: Any,
+    ) -> Iterator[Self]:
+        """Items under one PK that have not expired (expired ones filtered server side)."""
+        now = system_clock_ms() if now_ms is None else now_ms
+        yield from cls.query(
+            pk,
+            range_key_condition=range_key_condition,
+            filter_condition=cls.expires_at_ms.does_not_exist() | (cls.expires_at_ms > now),
+            consistent_read=consistent_read,
+            **kwargs,
+        )
+
+    @classmethod
+    def iter_index(
+        cls,
+        namespace: str,
+        *,
+        live_at_ms: int | None = None,
+        expired_at_ms: int | None = None,
+    ) -> Iterator[Self]:
+        """Every item of this entity in ``namespace``, shard by shard through GSI1.
+
+        With ``live_at_ms``, only items live then; with ``expired_at_ms``, only items expired
+        by then (a range condition on the expiry sort key, so nothing else is read).
+        """
+        if live_at_ms is not None and expired_at_ms is not None:
+            raise ValueError("pass live_at_ms or expired_at_ms, not both")
+        for partition in gsi1_partition_keys(cls.entity, namespace):
+            if expired_at_ms is not None:
+                condition: Condition | None = cls.gsi1sk <= expiry_sort_key(expired_at_ms)
+            elif live_at_ms is not None:
+                condition = cls.gsi1sk > expiry_sort_key(live_at_ms)
+            else:
+                condition = None
+            # The index is bound to this class (see binding), so it yields instances of it.
+            yield from cast(
+                "Iterator[Self]", cls.gsi1.query(partition, range_key_condition=condition)
+            )

@@ -1,0 +1,80 @@
+"""Binding the entities to a table at run time.
+
+PynamoDB reads a model's table, region, endpoint, retries and timeouts from its ``Meta`` class,
+once per class. The entity classes therefore carry no ``Meta``; a :class:`TableBinding` makes a
+subclass of an entity with its own ``Meta`` (and so its own connection), cached per binding, so
+any number of stores in one process can use different tables or endpoints side by side::
+
+    binding = TableBinding.from_options(StoreOptions(table_name="a", endpoint=url))
+    Cache = binding.model(CacheItem)        # a CacheItem subclass bound to table "a"
+    Cache.get_live(*Cache.key_of("", "k"))
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TypeVar, cast
+
+from comic_vine_dynamodb_store.config import StoreOptions
+from comic_vine_dynamodb_store.models.base import GSI1, StoreItem
+
+__all__ = ["TableBinding"]
+
+M = TypeVar("M", bound=StoreItem)
+
+_CONNECT_TIMEOUT_CAP_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TableBinding:
+    """Where and how the models talk to DynamoDB: hashable, so bound classes are shared."""
+
+    table_name: str
+    region: str
+    endpoint: str | None = None
+    max_retries: int = 3
+    connect_timeout_s: float = _CONNECT_TIMEOUT_CAP_S
+    read_timeout_s: float = 30.0
+
+    @classmethod
+    def from_options(cls, options: StoreOptions) -> TableBinding:
+        """The binding a store's options describe.
+
+        ``circuit_breaker.timeout_ms`` bounds the socket reads, so a hung request is cancelled
+        rather than waited for; connecting gets at most 5 s of it.
+        """
+        timeout_s = options.circuit_breaker.timeout_ms / 1000
+        return cls(
+            table_name=options.table_name,
+            region=options.resolved_region,
+            endpoint=options.endpoint,
+            max_retries=options.max_retries,
+            connect_timeout_s=min(timeout_s, _CONNECT_TIMEOUT_CAP_S),
+            read_timeout_s=timeout_s,
+        )
+
+    def model(self, entity: type[M]) -> type[M]:
+        """``entity`` bound to this table (the same class for equal bindings)."""
+        return cast("type[M]", _bind(entity, self))
+
+
+@functools.cache
+def _bind(entity: type[StoreItem], binding: TableBinding) -> type[StoreItem]:
+    meta = type(
+        "Meta",
+        (),
+        {
+            "table_name": binding.table_name,
+            "region": binding.region,
+            "host": binding.endpoint,
+            "max_retry_attempts": binding.max_retries,
+            "connect_timeout_seconds": binding.connect_timeout_s,
+            "read_timeout_seconds": binding.read_timeout_s,
+            "billing_mode": "PAY_PER_REQUEST",
+        },
+    )
+    # A fresh GSI1 instance in the namespace binds the index to the new class, so index
+    # queries go through this binding's connection, not the unbound base.
+    namespace = {"Meta": meta, "gsi1": GSI1(), "__module__": entity.__module__}
+    return type(f"{entity.__name__}@{binding.table_name}", (entity,), namespace)

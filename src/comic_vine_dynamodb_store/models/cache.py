@@ -1,0 +1,74 @@
+"""``CacheItem``: one cached value under a user key."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
+
+from comic_vine_dynamodb_store.keys import Entity, partition_key
+from comic_vine_dynamodb_store.models.base import StoreItem
+from comic_vine_dynamodb_store.serialization import EncodedValue, Encoding
+
+__all__ = ["CacheItem", "expiry_for_ttl"]
+
+
+def expiry_for_ttl(now_ms: int, ttl_seconds: float) -> int | None:
+    """Exact expiry of a value set at ``now_ms``: ``None`` (never) for 0, refused below 0."""
+    if ttl_seconds < 0:
+        raise ValueError(f"ttl_seconds must be >= 0 (0 = never expires), got {ttl_seconds}")
+    if ttl_seconds == 0:
+        return None
+    return now_ms + round(ttl_seconds * 1000)
+
+
+class CacheItem(StoreItem):
+    """A cached value: the encoded payload, its encoding and the exact expiry.
+
+    Key: ``PK = CACHE#<namespace>#=<key>`` (hashed when too long), ``SK = VALUE``.
+    """
+
+    entity = Entity.CACHE
+    VALUE_SORT_KEY = "VALUE"
+
+    data = BinaryAttribute(attr_name="Data", legacy_encoding=False)
+    encoding = UnicodeAttribute(attr_name="Enc")
+    stored_bytes = NumberAttribute(attr_name="Size")
+    created_at_ms = NumberAttribute(attr_name="CreatedAt")
+
+    @classmethod
+    def key_of(cls, namespace: str, key: str) -> tuple[str, str]:
+        """The ``(PK, SK)`` of ``key``; raises ``InvalidKeyError`` for a bad key."""
+        return partition_key(cls.entity, namespace, key), cls.VALUE_SORT_KEY
+
+    @classmethod
+    def build(
+        cls,
+        namespace: str,
+        key: str,
+        value: EncodedValue,
+        *,
+        now_ms: int,
+        ttl_seconds: float,
+    ) -> Self:
+        """A ready-to-save item for ``key`` holding ``value``, indexed in GSI1."""
+        pk, sk = cls.key_of(namespace, key)
+        item = cls(
+            pk,
+            sk,
+            data=value.payload,
+            encoding=value.encoding.value,
+            stored_bytes=value.size,
+            created_at_ms=now_ms,
+        )
+        item.set_expiry(expiry_for_ttl(now_ms, ttl_seconds))
+        item.index_under(namespace)
+        return item
+
+    @property
+    def value_encoding(self) -> Encoding | str:
+        """The payload's encoding (a str if written by a newer version of the library)."""
+        try:
+            return Encoding(self.encoding)
+        except ValueError:
+            return self.encoding

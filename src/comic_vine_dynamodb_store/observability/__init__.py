@@ -1,0 +1,1 @@
+"""Blinker signals of the stores, and the handlers that turn them into logs and metrics."""

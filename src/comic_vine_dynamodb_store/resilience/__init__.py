@@ -1,0 +1,1 @@
+"""The one pipeline every DynamoDB call goes through: timeout, retries, breaker, errors."""
