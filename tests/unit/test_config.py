@@ -148,9 +148,6 @@ def test_region_resolves_from_argument_then_environment_then_default(
 
 
 def test_sampling_rate_accepts_integral_bounds() -> None:
-    assert (
-        StoreOptions(
-            monitoring={"performance": {"sampling_rate": 0}}
-        ).monitoring.performance.sampling_rate
-        == 0.0
-    )  # type: ignore[arg-type]
+    monitoring: Any = {"performance": {"sampling_rate": 0}}
+    options = StoreOptions(monitoring=monitoring)
+    assert options.monitoring.performance.sampling_rate == 0.0

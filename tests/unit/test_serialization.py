@@ -140,7 +140,7 @@ def test_to_json_value_is_iterative_and_too_deep_values_are_a_value_error() -> N
     deep: Any = "leaf"
     for _ in range(5000):
         deep = [deep]
-    converted = to_json_value(deep)  # no RecursionError in the walk itself
+    converted: Any = to_json_value(deep)  # no RecursionError in the walk itself
     for _ in range(5000):
         converted = converted[0]
     assert converted == "leaf"
@@ -169,11 +169,17 @@ def test_attribute_sizes_follow_dynamodbs_accounting(value: dict[str, Any], size
 
 
 def test_item_size_counts_attribute_names_and_the_limit_is_enforced() -> None:
-    item = {"PK": {"S": "abc"}, "Data": {"B": b"x" * 10}}
+    item: dict[str, Any] = {"PK": {"S": "abc"}, "Data": {"B": b"x" * 10}}
     assert item_size(item) == 2 + 3 + 4 + 10
-    at_limit = {"PK": {"S": "k"}, "Data": {"B": b"x" * (MAX_ITEM_BYTES - 2 - 1 - 4)}}
+    at_limit: dict[str, Any] = {
+        "PK": {"S": "k"},
+        "Data": {"B": b"x" * (MAX_ITEM_BYTES - 2 - 1 - 4)},
+    }
     assert check_item_size(at_limit) == MAX_ITEM_BYTES
-    over = {"PK": {"S": "k"}, "Data": {"B": b"x" * (MAX_ITEM_BYTES - 2 - 1 - 4 + 1)}}
+    over: dict[str, Any] = {
+        "PK": {"S": "k"},
+        "Data": {"B": b"x" * (MAX_ITEM_BYTES - 2 - 1 - 4 + 1)},
+    }
     with pytest.raises(ItemTooLargeError) as caught:
         check_item_size(over, operation="PutItem", table="t")
     assert caught.value.size_bytes == MAX_ITEM_BYTES + 1

@@ -93,6 +93,12 @@ class StoreItem(Model):
         return expires is not None and now_ms >= expires
 
     @classmethod
+    def _check_owns(cls, pk: str) -> None:
+        # A model must never deserialize another entity's item as its own.
+        if not pk.startswith(f"{cls.entity.value}#"):
+            raise ValueError(f"{pk!r} is not a {cls.entity.value} key")
+
+    @classmethod
     def live_condition(cls, now_ms: int) -> Condition:
         """Condition true for an item that exists and has not expired at ``now_ms``."""
         live = cls.expires_at_ms.does_not_exist() | (cls.expires_at_ms > now_ms)
@@ -108,6 +114,7 @@ class StoreItem(Model):
         cls, pk: str, sk: str, *, now_ms: int | None = None, consistent_read: bool = True
     ) -> Self | None:
         """Read one item, or ``None`` when it is absent or expired (one GetItem)."""
+        cls._check_owns(pk)
         try:
             item = cls.get(pk, sk, consistent_read=consistent_read)
         except cls.DoesNotExist:
@@ -126,6 +133,7 @@ class StoreItem(Model):
         **kwargs: Any,
     ) -> Iterator[Self]:
         """Items under one PK that have not expired (expired ones filtered server side)."""
+        cls._check_owns(pk)
         now = system_clock_ms() if now_ms is None else now_ms
         yield from cls.query(
             pk,

@@ -1,0 +1,73 @@
+"""Shared fixtures: one real DynamoDB Local per test session, a fresh table per test.
+
+DynamoDB Local comes from :mod:`comic_vine_dynamodb_store.local` (``DYNAMODB_ENDPOINT``, else
+Docker, else the jar), never from a mock. Tests that use it are marked ``dynamodb``
+automatically, so ``pytest -m dynamodb`` counts what ran against it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from hypothesis import settings
+
+from comic_vine_dynamodb_store.local import LocalDynamoDB, start_local_dynamodb
+from comic_vine_dynamodb_store.table import create_table, delete_table
+
+settings.register_profile("default", deadline=None)
+settings.load_profile("default")
+
+# DynamoDB Local accepts any credentials; fixed dummy ones keep tests away from real AWS
+# accounts and from slow instance-metadata lookups.
+os.environ["AWS_ACCESS_KEY_ID"] = "local"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
+os.environ.pop("AWS_SESSION_TOKEN", None)
+os.environ.pop("AWS_PROFILE", None)
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+REGION = "us-east-1"
+_DYNAMODB_FIXTURES = {"dynamodb_local", "endpoint", "table_name", "make_table_name"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _DYNAMODB_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.dynamodb)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[LocalDynamoDB]:
+    """A running DynamoDB Local for the whole session."""
+    with start_local_dynamodb() as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def endpoint(dynamodb_local: LocalDynamoDB) -> str:
+    """The session's DynamoDB Local endpoint URL."""
+    return dynamodb_local.endpoint
+
+
+@pytest.fixture
+def make_table_name(endpoint: str) -> Iterator[Callable[[], str]]:
+    """Hands out unused table names; whatever tables they name are deleted afterwards."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"test-{uuid.uuid4().hex[:12]}")
+        return names[-1]
+
+    yield make
+    for name in names:
+        delete_table(name, endpoint=endpoint, region=REGION, missing_ok=True)
+
+
+@pytest.fixture
+def table_name(endpoint: str, make_table_name: Callable[[], str]) -> str:
+    """A fresh table with the stores' schema, deleted after the test."""
+    name = make_table_name()
+    create_table(name, endpoint=endpoint, region=REGION)
+    return name
