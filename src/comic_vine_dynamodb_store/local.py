@@ -334,8 +334,13 @@ def _close_all_at_exit() -> None:
 def docker_available(timeout_s: float = 2.0) -> bool:
     """True if a Docker engine answers a ping within ``timeout_s``; never raises.
 
-    The docker SDK is imported here, not at module import, because it is optional.
+    A local engine (``unix://`` socket, the default) is pinged over a plain socket that is
+    always closed; the docker SDK leaks the socket of a refused connection. Other hosts
+    (``tcp://``, TLS) go through the SDK, imported here because it is optional.
     """
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://"):
+        return _ping_unix_socket(host.removeprefix("unix://"), timeout_s)
     try:
         import docker  # noqa: PLC0415 - optional dependency
     except ImportError:
@@ -351,6 +356,20 @@ def docker_available(timeout_s: float = 2.0) -> bool:
     finally:
         with contextlib.suppress(Exception):
             client.close()
+
+
+def _ping_unix_socket(path: str, timeout_s: float) -> bool:
+    if not os.path.exists(path):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout_s)
+            sock.connect(path)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            status_line = sock.recv(64).split(b"\r\n", 1)[0]
+    except OSError:
+        return False
+    return status_line.startswith(b"HTTP/1.") and b" 200" in status_line
 
 
 def start_local_dynamodb(

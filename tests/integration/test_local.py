@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -559,3 +560,38 @@ def test_threads_share_one_fetch(
     assert len(results) == 4
     assert len(set(results)) == 1
     assert fake_npm.calls == 1
+
+
+def _serve_once(path: Path, reply: bytes) -> threading.Thread:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def answer() -> None:
+        with server:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(1024)
+                connection.sendall(reply)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [(b"HTTP/1.1 200 OK\r\n\r\nOK", True), (b"HTTP/1.1 500 Internal Server Error\r\n\r\n", False)],
+)
+def test_a_local_docker_socket_is_pinged_and_closed(
+    monkeypatch: pytest.MonkeyPatch, reply: bytes, expected: bool
+) -> None:
+    # AF_UNIX paths are short; a fresh short temp dir keeps under the limit.
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        path = Path(folder) / "d.sock"
+        thread = _serve_once(path, reply)
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+        assert docker_available(timeout_s=2.0) is expected
+        thread.join(timeout=5)
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{folder}/absent.sock")
+        assert docker_available(timeout_s=2.0) is False
