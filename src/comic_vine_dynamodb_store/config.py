@@ -13,6 +13,7 @@ import os
 import re
 from typing import Annotated, Any, Literal, Self
 
+import botocore.session
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from comic_vine_dynamodb_store.errors import ConfigurationError
@@ -133,14 +134,19 @@ class MonitoringOptions(OptionsModel):
 class StoreOptions(OptionsModel):
     """Options every store takes (SPEC section 8).
 
-    ``region`` left as ``None`` resolves from ``AWS_REGION``/``AWS_DEFAULT_REGION``, then
+    ``client`` is a botocore session to reuse (its credentials and configuration); the store
+    makes its own clients from it and never closes it. ``region`` left as ``None`` resolves
+    from ``AWS_REGION``/``AWS_DEFAULT_REGION``, then
     ``us-east-1``; see :attr:`resolved_region`. ``key_prefix`` namespaces every key so several
     applications can share one table.
     """
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     table_name: str = DEFAULT_TABLE_NAME
     region: str | None = None
     endpoint: str | None = None
+    client: botocore.session.Session | None = None
     key_prefix: str = ""
     max_retries: Annotated[int, Field(ge=0, le=20)] = 3
     retry_delay_ms: NonNegativeInt = 100

@@ -35,6 +35,7 @@ __all__ = [
     "expiry_sort_key",
     "gsi1_partition_key",
     "gsi1_partition_keys",
+    "health_probe_key",
     "partition_key",
     "shard_of",
     "validate_key",
@@ -111,6 +112,12 @@ def partition_key(entity: Entity, namespace: str, key: str) -> str:
     if len(literal.encode("utf-8")) <= MAX_PARTITION_KEY_BYTES:
         return literal
     return f"{head}~{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
+
+
+def health_probe_key(entity: Entity, namespace: str) -> str:
+    """A PK no user key can produce (``!`` is neither ``=`` nor ``~``): health checks read it."""
+    validate_namespace(namespace)
+    return f"{entity.value}#{namespace}#!health"
 
 
 def shard_of(pk: str) -> int:

@@ -16,8 +16,11 @@ import functools
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
+import botocore.session
+
 from comic_vine_dynamodb_store.config import StoreOptions
 from comic_vine_dynamodb_store.models.base import GSI1, StoreItem
+from comic_vine_dynamodb_store.resilience.transport import StoreConnection
 
 __all__ = ["TableBinding"]
 
@@ -34,8 +37,10 @@ class TableBinding:
     region: str
     endpoint: str | None = None
     max_retries: int = 3
+    retry_delay_ms: int = 100
     connect_timeout_s: float = _CONNECT_TIMEOUT_CAP_S
     read_timeout_s: float = 30.0
+    session: botocore.session.Session | None = None
 
     @classmethod
     def from_options(cls, options: StoreOptions) -> TableBinding:
@@ -50,6 +55,8 @@ class TableBinding:
             region=options.resolved_region,
             endpoint=options.endpoint,
             max_retries=options.max_retries,
+            retry_delay_ms=options.retry_delay_ms,
+            session=options.client,
             connect_timeout_s=min(timeout_s, _CONNECT_TIMEOUT_CAP_S),
             read_timeout_s=timeout_s,
         )
@@ -77,4 +84,21 @@ def _bind(entity: type[StoreItem], binding: TableBinding) -> type[StoreItem]:
     # A fresh GSI1 instance in the namespace binds the index to the new class, so index
     # queries go through this binding's connection, not the unbound base.
     namespace = {"Meta": meta, "gsi1": GSI1(), "__module__": entity.__module__}
-    return type(f"{entity.__name__}@{binding.table_name}", (entity,), namespace)
+    bound = cast(
+        "type[StoreItem]", type(f"{entity.__name__}@{binding.table_name}", (entity,), namespace)
+    )
+    # PynamoDB builds the table connection (no I/O); its botocore side is swapped for ours,
+    # which carries the store's retries and request meter.
+    table_connection = bound._get_connection()
+    connection = StoreConnection(
+        region=binding.region,
+        host=binding.endpoint,
+        connect_timeout_seconds=binding.connect_timeout_s,
+        read_timeout_seconds=binding.read_timeout_s,
+        max_retries=binding.max_retries,
+        retry_delay_ms=binding.retry_delay_ms,
+        session=binding.session,
+    )
+    connection.add_meta_table(table_connection.get_meta_table())
+    table_connection.connection = connection
+    return bound

@@ -1,0 +1,176 @@
+"""The signal catalogue: every blinker signal the library sends, and what each carries.
+
+Signals are the library's one observability bus: logging, metrics and custom handlers all
+connect here (``signal.connect(receiver)``), nothing in the stores calls a handler directly.
+Each signal's sender is the store (or, for transport-level signals, the store whose operation
+was running); the payload is one frozen dataclass passed as ``event=``::
+
+    from comic_vine_dynamodb_store.observability import signals
+
+    @signals.operation_completed.connect
+    def on_operation(sender, event):
+        print(event.store, event.operation, event.duration_ms, event.outcome)
+
+Two rules every sender follows (see :func:`send`):
+
+* no payload is built when nobody listens (``if signal.receivers``), so an unobserved store
+  pays nothing for observability;
+* a receiver that raises never breaks the store call: the error is logged once per receiver
+  and the call carries on.
+
+==========================  =====================  ==========================================
+signal                      payload                fires
+==========================  =====================  ==========================================
+``operation_completed``     :class:`OperationEvent`  after every store operation, success or
+                                                     failure (one per public call that talks
+                                                     to DynamoDB)
+``cache_hit``               :class:`CacheEvent`    ``get`` found a live value
+``cache_miss``              :class:`CacheEvent`    ``get`` found nothing live
+``cache_decode_error``      :class:`CacheEvent`    stored bytes did not decode or validate
+                                                     (the ``get`` reports a miss)
+``circuit_state_changed``   :class:`CircuitEvent`  the breaker moved between closed, open and
+                                                     half-open
+``request_retried``         :class:`RetryEvent`    botocore is about to retry a request
+                                                     (throttling, 5xx, connection, timeout)
+==========================  =====================  ==========================================
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from blinker import NamedSignal, Namespace
+
+__all__ = [
+    "ALL_SIGNALS",
+    "CacheEvent",
+    "CircuitEvent",
+    "OperationEvent",
+    "RetryEvent",
+    "cache_decode_error",
+    "cache_hit",
+    "cache_miss",
+    "circuit_state_changed",
+    "operation_completed",
+    "request_retried",
+    "send",
+]
+
+_log = logging.getLogger(__name__)
+
+namespace = Namespace()
+
+operation_completed = namespace.signal(
+    "operation-completed", doc="A store operation finished (payload: OperationEvent)."
+)
+cache_hit = namespace.signal("cache-hit", doc="A cache get found a live value (CacheEvent).")
+cache_miss = namespace.signal("cache-miss", doc="A cache get found nothing live (CacheEvent).")
+cache_decode_error = namespace.signal(
+    "cache-decode-error", doc="Stored cache bytes did not decode; reported as a miss."
+)
+circuit_state_changed = namespace.signal(
+    "circuit-state-changed", doc="The circuit breaker changed state (CircuitEvent)."
+)
+request_retried = namespace.signal(
+    "request-retried", doc="A DynamoDB request is about to be retried (RetryEvent)."
+)
+
+ALL_SIGNALS: tuple[NamedSignal, ...] = (
+    operation_completed,
+    cache_hit,
+    cache_miss,
+    cache_decode_error,
+    circuit_state_changed,
+    request_retried,
+)
+
+Outcome = Literal["success", "error", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class OperationEvent:
+    """One store operation: what, where, how long, what it cost, how it ended.
+
+    ``outcome`` is ``success``, ``error`` (DynamoDB or the transport failed) or ``rejected``
+    (the circuit breaker refused it: no request was sent). ``requests`` counts HTTP requests
+    sent, retries included; ``consumed_capacity`` sums the capacity units DynamoDB reported.
+    """
+
+    store: str
+    operation: str
+    table: str
+    key: str | None
+    duration_ms: float
+    outcome: Outcome
+    requests: int
+    retries: int
+    consumed_capacity: float
+    error: BaseException | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEvent:
+    """A cache lookup's result for ``key``; ``error`` says why a stored value was unusable."""
+
+    store: str
+    table: str
+    key: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitEvent:
+    """The breaker of ``store`` moved from ``previous`` to ``state``."""
+
+    store: str
+    table: str
+    previous: str
+    state: str
+    failure_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """Request ``attempt`` (1-based) failed with ``error_code``; the next one runs after
+    ``delay_ms``."""
+
+    store: str | None
+    operation: str | None
+    table: str | None
+    attempt: int
+    error_code: str
+    delay_ms: float
+
+
+_reported: set[tuple[int, int]] = set()
+_reported_lock = threading.Lock()
+
+
+def send(signal: NamedSignal, sender: Any, build: Callable[[], Any]) -> None:
+    """Send ``build()`` as ``event`` to ``signal``'s receivers, if it has any.
+
+    ``build`` runs only when someone listens. Each receiver runs on its own: one that raises
+    is logged (once per signal and receiver) and the others, and the caller, carry on.
+    """
+    if not signal.receivers:
+        return
+    event = build()
+    for receiver in signal.receivers_for(sender):
+        try:
+            receiver(sender, event=event)
+        except Exception:
+            marker = (id(signal), id(receiver))
+            with _reported_lock:
+                first = marker not in _reported
+                _reported.add(marker)
+            if first:
+                _log.exception(
+                    "receiver %r of signal %r raised; ignored (reported once)",
+                    receiver,
+                    signal.name,
+                )

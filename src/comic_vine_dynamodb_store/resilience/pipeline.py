@@ -1,0 +1,169 @@
+"""The operation pipeline: the one place every DynamoDB operation of every store runs through.
+
+``pipeline.run(operation, fn, key=...)`` applies, in order:
+
+1. the circuit breaker (open: :class:`CircuitBreakerOpenError`, no request built or sent);
+2. a deadline of ``circuit_breaker.timeout_ms`` for the operation (each request's socket
+   timeouts are set to it by the binding, and no retry starts past it);
+3. ``fn()``, whose requests carry botocore's retries and are metered (see ``transport``);
+4. error mapping to the library's typed errors, the original kept as ``__cause__``;
+5. one ``operation_completed`` signal (built only when someone listens).
+
+A store method calls ``run`` once per DynamoDB round trip it needs (or once around a
+multi-request operation such as ``clear``); everything else in the store is pure code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
+from comic_vine_dynamodb_store.config import StoreOptions
+from comic_vine_dynamodb_store.errors import CircuitBreakerOpenError, DynamoDBStoreError
+from comic_vine_dynamodb_store.observability import signals
+from comic_vine_dynamodb_store.resilience.breaker import (
+    BreakerState,
+    CircuitBreaker,
+    CircuitBreakerStatus,
+)
+from comic_vine_dynamodb_store.resilience.errors import (
+    is_condition_failure,
+    map_error,
+    signals_ill_health,
+)
+from comic_vine_dynamodb_store.resilience.transport import RequestMeter, metering
+
+__all__ = ["OperationPipeline"]
+
+R = TypeVar("R")
+
+
+class OperationPipeline:
+    """Breaker, deadline, metering, error mapping and signals around a store's operations."""
+
+    def __init__(
+        self,
+        *,
+        store: str,
+        options: StoreOptions,
+        clock: Clock = system_clock_ms,
+        sender: object | None = None,
+    ) -> None:
+        self.store = store
+        self.table = options.table_name
+        self._sender = sender if sender is not None else self
+        self._timeout_s = options.circuit_breaker.timeout_ms / 1000
+        settings = options.circuit_breaker
+        self.breaker = CircuitBreaker(
+            failure_threshold=settings.failure_threshold,
+            recovery_timeout_ms=settings.recovery_timeout_ms,
+            enabled=settings.enabled,
+            clock=clock,
+            on_state_change=self._announce_state,
+        )
+
+    def run(
+        self,
+        operation: str,
+        fn: Callable[[], R],
+        *,
+        key: str | None = None,
+        bounded: bool = True,
+        expected: Callable[[BaseException], bool] = is_condition_failure,
+    ) -> R:
+        """Run ``fn`` as ``operation``; ``expected`` failures (a failed condition, by default)
+        are re-raised untouched for the store to interpret, and count as successes.
+
+        ``bounded=False`` lifts the operation deadline for store-wide work (``clear``,
+        ``cleanup``) whose many requests together may take longer; each request keeps its
+        own socket timeouts.
+        """
+        started = time.perf_counter()
+        meter = RequestMeter(store=self.store, operation=operation, table=self.table)
+        try:
+            probe = self.breaker.before_call(operation=operation, table=self.table)
+        except CircuitBreakerOpenError as refused:
+            self._report(
+                operation, key, started=started, meter=meter, outcome="rejected", error=refused
+            )
+            raise
+        if bounded:
+            meter.deadline = time.monotonic() + self._timeout_s
+        try:
+            with metering(meter):
+                result = fn()
+        except BaseException as exc:
+            if isinstance(exc, Exception) and expected(exc):
+                self.breaker.record_success(probe)
+                self._report(
+                    operation, key, started=started, meter=meter, outcome="success", error=None
+                )
+                raise
+            if isinstance(exc, Exception) and signals_ill_health(exc):
+                self.breaker.record_failure(probe)
+            else:
+                self.breaker.record_neutral(probe)
+            if not isinstance(exc, Exception) or isinstance(exc, DynamoDBStoreError):
+                self._report(
+                    operation, key, started=started, meter=meter, outcome="error", error=exc
+                )
+                raise
+            error = map_error(exc, operation=operation, table=self.table)
+            if error.request_id is None:
+                error.request_id = meter.request_id
+            self._report(operation, key, started=started, meter=meter, outcome="error", error=error)
+            raise error from exc
+        self.breaker.record_success(probe)
+        self._report(operation, key, started=started, meter=meter, outcome="success", error=None)
+        return result
+
+    def status(self) -> CircuitBreakerStatus:
+        """The circuit breaker's state."""
+        return self.breaker.status()
+
+    def reset(self) -> None:
+        """Close the circuit breaker."""
+        self.breaker.reset()
+
+    def _report(
+        self,
+        operation: str,
+        key: str | None,
+        *,
+        started: float,
+        meter: RequestMeter,
+        outcome: signals.Outcome,
+        error: BaseException | None,
+    ) -> None:
+        signals.send(
+            signals.operation_completed,
+            self._sender,
+            lambda: signals.OperationEvent(
+                store=self.store,
+                operation=operation,
+                table=self.table,
+                key=key,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                outcome=outcome,
+                requests=meter.requests,
+                retries=meter.retries,
+                consumed_capacity=meter.consumed_capacity,
+                error=error,
+                request_id=meter.request_id,
+            ),
+        )
+
+    def _announce_state(self, previous: BreakerState, state: BreakerState, failures: int) -> None:
+        signals.send(
+            signals.circuit_state_changed,
+            self._sender,
+            lambda: signals.CircuitEvent(
+                store=self.store,
+                table=self.table,
+                previous=previous.value,
+                state=state.value,
+                failure_count=failures,
+            ),
+        )

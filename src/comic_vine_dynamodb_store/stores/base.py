@@ -1,0 +1,185 @@
+"""What every DynamoDB store shares: options, table binding, the pipeline, lifecycle.
+
+A concrete store declares its options model and name, and calls :meth:`DynamoDBStore._run`
+once per DynamoDB round trip; closing, the context manager, the circuit breaker controls,
+health checks and the periodic background task are written once, here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
+from comic_vine_dynamodb_store.config import StoreOptions
+from comic_vine_dynamodb_store.errors import ConfigurationError, StoreClosedError
+from comic_vine_dynamodb_store.keys import health_probe_key
+from comic_vine_dynamodb_store.models import StoreItem, TableBinding
+from comic_vine_dynamodb_store.resilience.breaker import CircuitBreakerStatus
+from comic_vine_dynamodb_store.resilience.pipeline import OperationPipeline
+from comic_vine_dynamodb_store.stores.contracts import HealthCheckResult
+
+__all__ = ["DynamoDBStore", "PeriodicTask"]
+
+_log = logging.getLogger(__name__)
+
+OptionsT = TypeVar("OptionsT", bound=StoreOptions)
+M = TypeVar("M", bound=StoreItem)
+R = TypeVar("R")
+
+
+class PeriodicTask:
+    """Run ``fn`` every ``interval_ms`` in a daemon thread until :meth:`stop`.
+
+    A failing run is logged and the schedule carries on; ``stop`` wakes the thread at once.
+    """
+
+    def __init__(self, name: str, interval_ms: int, fn: Callable[[], object]) -> None:
+        self._interval_s = interval_ms / 1000
+        self._fn = fn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._fn()
+            except Exception:
+                _log.exception("background task %s failed; will retry", self._thread.name)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the schedule and wait for a run in progress to finish."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs."""
+        return self._thread.is_alive()
+
+
+class DynamoDBStore(Generic[OptionsT]):
+    """Base of the DynamoDB stores. Options come as keywords or as one ``options`` object."""
+
+    options_model: ClassVar[type[StoreOptions]] = StoreOptions
+    store_name: ClassVar[str] = "store"
+    item_model: ClassVar[type[StoreItem]]
+
+    def __init__(
+        self, *, options: OptionsT | None = None, clock: Clock = system_clock_ms, **kwargs: Any
+    ) -> None:
+        if options is not None and kwargs:
+            raise ConfigurationError(
+                "pass options either as an options object or as keywords, not both",
+                field=next(iter(kwargs)),
+            )
+        if options is not None and not isinstance(options, self.options_model):
+            raise ConfigurationError(
+                f"options must be a {self.options_model.__name__}", field="options"
+            )
+        self.options: OptionsT = options if options is not None else self.options_model(**kwargs)  # type: ignore[assignment]
+        self._clock = clock
+        self._namespace = self.options.key_prefix
+        self._binding = TableBinding.from_options(self.options)
+        self._pipeline = OperationPipeline(
+            store=self.store_name, options=self.options, clock=clock, sender=self
+        )
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._background: list[PeriodicTask] = []
+
+    # -- plumbing for subclasses -------------------------------------------------------------
+
+    def _model(self, entity: type[M]) -> type[M]:
+        return self._binding.model(entity)
+
+    def _now_ms(self) -> int:
+        return self._clock()
+
+    def _check_open(self, operation: str) -> None:
+        if self._closed:
+            raise StoreClosedError(
+                f"{self.store_name} store is closed", operation=operation, table=self.table_name
+            )
+
+    def _run(
+        self,
+        operation: str,
+        fn: Callable[[], R],
+        *,
+        key: str | None = None,
+        bounded: bool = True,
+    ) -> R:
+        self._check_open(operation)
+        return self._pipeline.run(operation, fn, key=key, bounded=bounded)
+
+    def _start_background(self, name: str, interval_ms: int, fn: Callable[[], object]) -> None:
+        if interval_ms > 0:
+            self._background.append(PeriodicTask(f"{self.store_name}-{name}", interval_ms, fn))
+
+    # -- public surface shared by every store ---------------------------------------------------
+
+    @property
+    def table_name(self) -> str:
+        """The table this store uses."""
+        return self.options.table_name
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._closed
+
+    def get_circuit_breaker_status(self) -> CircuitBreakerStatus:
+        """The circuit breaker's state, failure count and next probe time."""
+        return self._pipeline.status()
+
+    def reset_circuit_breaker(self) -> None:
+        """Close the circuit breaker and forget its failures."""
+        self._pipeline.reset()
+
+    def health_check(self) -> HealthCheckResult:
+        """One real round trip (a GetItem of a key no user key can reach); never raises."""
+        model = self._model(self.item_model)
+        probe_pk = health_probe_key(model.entity, self._namespace)
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            self._run("health_check", lambda: model.get_live(probe_pk, "HEALTH"))
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        return HealthCheckResult(
+            healthy=error is None,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            circuit_state=self._pipeline.status().state.value,
+            error=error,
+        )
+
+    def close(self) -> None:
+        """Stop background work; later calls raise :class:`StoreClosedError`. Idempotent.
+
+        Clients made by the store are dropped with it; a ``client`` session passed in
+        is the caller's and is left alone.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        for task in self._background:
+            task.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,174 @@
+"""``DynamoDBCacheStore``: a TTL cache shared by every process using the table.
+
+Costs (DynamoDB requests per call): ``get`` 1 (a consistent GetItem, so a value set by any
+process is seen at once), ``set`` 1 (PutItem), ``delete`` 1 (DeleteItem). ``get_stats`` reads
+the 16 GSI1 shards of the cache (1 Query each, more when a shard pages); ``cleanup`` queries
+only the expired range of each shard and deletes each expired item with a conditional
+DeleteItem, so a value set again meanwhile is never removed; ``clear`` queries every shard and
+deletes in batches of ``batch_size``, retrying unprocessed items. None of them scans the table.
+
+Expiry is exact to the millisecond (``ExpiresAt``); an expired item DynamoDB has not deleted
+yet is a miss and is counted as expired, never as live.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import TypeAdapter
+from pynamodb.exceptions import DeleteError
+
+from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
+from comic_vine_dynamodb_store.config import CacheStoreOptions
+from comic_vine_dynamodb_store.errors import ItemTooLargeError
+from comic_vine_dynamodb_store.keys import validate_key
+from comic_vine_dynamodb_store.models import CacheItem
+from comic_vine_dynamodb_store.models.cache import expiry_for_ttl
+from comic_vine_dynamodb_store.observability import signals
+from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
+from comic_vine_dynamodb_store.serialization import (
+    MAX_ITEM_BYTES,
+    CorruptValueError,
+    check_item_size,
+    decode_value,
+    encode_value,
+)
+from comic_vine_dynamodb_store.stores.base import DynamoDBStore
+from comic_vine_dynamodb_store.stores.contracts import CacheStats
+
+__all__ = ["DynamoDBCacheStore"]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
+    """A cache of JSON values (and pydantic models) in the shared table.
+
+    ``value_type`` (anything pydantic's ``TypeAdapter`` takes) validates values on read: a
+    stored value that does not match is reported through ``cache_decode_error`` and read as a
+    miss. ``cleanup_interval_ms`` (default 5 minutes, 0 disables) runs :meth:`cleanup` in a
+    daemon thread that :meth:`close` stops.
+    """
+
+    options_model: ClassVar[type[CacheStoreOptions]] = CacheStoreOptions
+    store_name: ClassVar[str] = "cache"
+    item_model: ClassVar[type[CacheItem]] = CacheItem
+
+    def __init__(
+        self,
+        *,
+        value_type: Any = None,
+        options: CacheStoreOptions | None = None,
+        clock: Clock = system_clock_ms,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(options=options, clock=clock, **kwargs)
+        self._adapter: TypeAdapter[Any] | None = (
+            TypeAdapter(value_type) if value_type is not None else None
+        )
+        self._items = self._model(CacheItem)
+        self._start_background("cleanup", self.options.cleanup_interval_ms, self.cleanup)
+
+    def get(self, key: str) -> T | None:
+        """The live value of ``key``, or None (absent, expired or undecodable)."""
+        pk, sk = CacheItem.key_of(self._namespace, key)
+        now = self._now_ms()
+        item = self._run("get", lambda: self._items.get_live(pk, sk, now_ms=now), key=key)
+        if item is None:
+            self._announce(signals.cache_miss, key)
+            return None
+        try:
+            value: T = decode_value(item.data, item.encoding, self._adapter)
+        except CorruptValueError as exc:
+            self._announce(signals.cache_decode_error, key, str(exc))
+            return None
+        self._announce(signals.cache_hit, key)
+        return value
+
+    def set(self, key: str, value: T, ttl_seconds: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl_seconds`` (0: never expires).
+
+        Everything is checked before the request: a negative TTL raises ``ValueError``, a bad
+        key ``InvalidKeyError``, a value JSON cannot hold ``TypeError``/``ValueError``, one
+        too large ``ItemTooLargeError``; in each case nothing is written.
+        """
+        validate_key(key)
+        now = self._now_ms()
+        expiry_for_ttl(now, ttl_seconds)  # refuses a negative TTL before any work
+        encoded = encode_value(value)
+        if encoded.size > self.options.max_value_bytes:
+            raise ItemTooLargeError(
+                f"value is {encoded.size} bytes stored, above max_value_bytes "
+                f"({self.options.max_value_bytes})",
+                size_bytes=encoded.size,
+                limit_bytes=self.options.max_value_bytes,
+                operation="set",
+                table=self.table_name,
+            )
+        item = self._items.build(self._namespace, key, encoded, now_ms=now, ttl_seconds=ttl_seconds)
+        check_item_size(
+            item.serialize(), limit_bytes=MAX_ITEM_BYTES, operation="set", table=self.table_name
+        )
+        self._run("set", item.save, key=key)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; deleting an absent key is not an error."""
+        pk, sk = CacheItem.key_of(self._namespace, key)
+        self._run("delete", self._items(pk, sk).delete, key=key)
+
+    def clear(self) -> None:
+        """Remove every cache item of this store's namespace (other entities are untouched)."""
+
+        def clear_all() -> None:
+            with self._items.batch_write() as batch:
+                for item in self._items.iter_index(self._namespace):
+                    batch.delete(item)
+
+        self._run("clear", clear_all, bounded=False)
+
+    def cleanup(self) -> int:
+        """Remove the expired items now; returns how many were removed."""
+        now = self._now_ms()
+
+        def remove_expired() -> int:
+            removed = 0
+            for item in self._items.iter_index(self._namespace, expired_at_ms=now):
+                try:
+                    # Conditional: a value set again since the query must survive.
+                    item.delete(condition=self._items.expires_at_ms <= now)
+                except DeleteError as exc:
+                    if not is_condition_failure(exc):
+                        raise
+                else:
+                    removed += 1
+            return removed
+
+        return self._run("cleanup", remove_expired, bounded=False)
+
+    def get_stats(self) -> CacheStats:
+        """Live and expired item counts and the stored size of the live values."""
+        now = self._now_ms()
+
+        def count() -> CacheStats:
+            live = expired = size = 0
+            for item in self._items.iter_index(self._namespace):
+                if item.is_expired(now):
+                    expired += 1
+                else:
+                    live += 1
+                    size += int(item.stored_bytes)
+            return CacheStats(total_items=live, expired_items=expired, estimated_size_bytes=size)
+
+        return self._run("get_stats", count, bounded=False)
+
+    def _announce(self, signal: Any, key: str, error: str | None = None) -> None:
+        signals.send(
+            signal,
+            self,
+            lambda: signals.CacheEvent(
+                store=self.store_name, table=self.table_name, key=key, error=error
+            ),
+        )
