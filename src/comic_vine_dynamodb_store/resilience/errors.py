@@ -7,6 +7,7 @@ breaker) and which say nothing about its health (a failed condition, a bad reque
 from __future__ import annotations
 
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -24,7 +25,14 @@ from comic_vine_dynamodb_store.errors import (
     ThrottlingError,
 )
 
-__all__ = ["error_code", "is_condition_failure", "map_error", "signals_ill_health"]
+__all__ = [
+    "error_code",
+    "is_condition_failure",
+    "is_dynamodb_failure",
+    "map_error",
+    "root_cause",
+    "signals_ill_health",
+]
 
 THROTTLING_CODES = frozenset(
     {
@@ -42,24 +50,24 @@ _TIMEOUT_TYPES = (ReadTimeoutError, ConnectTimeoutError)
 _CONNECTION_TYPES = (EndpointConnectionError, ConnectionClosedError, HTTPClientError)
 
 
-def _root(exc: BaseException) -> BaseException:
-    """The botocore exception under PynamoDB's wrapper, if any."""
+def root_cause(exc: BaseException) -> BaseException:
+    """The botocore exception under PynamoDB's wrapper (the one users can act on), if any."""
     cause = exc.cause if isinstance(exc, PynamoDBException) else None
     return cause if cause is not None else exc
 
 
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a failure, when it has one."""
-    if isinstance(exc, PynamoDBException) and exc.cause_response_code:
-        return exc.cause_response_code
-    root = _root(exc)
+    # Not PynamoDB's cause_response_code: it fails on transport errors whose
+    # ``response`` attribute is None.
+    root = root_cause(exc)
     if isinstance(root, ClientError):
         return str(root.response.get("Error", {}).get("Code") or "") or None
     return None
 
 
 def _status(exc: BaseException) -> int | None:
-    root = _root(exc)
+    root = root_cause(exc)
     if isinstance(root, ClientError):
         status = root.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return int(status) if status is not None else None
@@ -67,11 +75,16 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _request_id(exc: BaseException) -> str | None:
-    root = _root(exc)
+    root = root_cause(exc)
     if isinstance(root, ClientError):
         metadata = root.response.get("ResponseMetadata", {})
         return metadata.get("RequestId") or metadata.get("HTTPHeaders", {}).get("x-amzn-requestid")
     return None
+
+
+def is_dynamodb_failure(exc: BaseException) -> bool:
+    """True for what PynamoDB or botocore raise; anything else is a bug to surface as is."""
+    return isinstance(exc, PynamoDBException | BotoCoreError | ClientError)
 
 
 def is_condition_failure(exc: BaseException) -> bool:
@@ -85,7 +98,7 @@ def signals_ill_health(exc: BaseException) -> bool:
     Throttling after retries, 5xx, connection failures and timeouts do; a failed condition,
     a validation error or a missing table do not.
     """
-    root = _root(exc)
+    root = root_cause(exc)
     if isinstance(root, _TIMEOUT_TYPES + _CONNECTION_TYPES):
         return True
     code = error_code(exc)
@@ -97,7 +110,7 @@ def map_error(exc: BaseException, *, operation: str, table: str) -> DynamoDBStor
     """The typed error for ``exc``; ``exc`` becomes its ``__cause__`` when raised ``from``."""
     if isinstance(exc, DynamoDBStoreError):
         return exc
-    root = _root(exc)
+    root = root_cause(exc)
     code = error_code(exc)
     context = {"operation": operation, "table": table, "request_id": _request_id(exc)}
     if isinstance(root, _TIMEOUT_TYPES):

@@ -30,7 +30,9 @@ from comic_vine_dynamodb_store.resilience.breaker import (
 )
 from comic_vine_dynamodb_store.resilience.errors import (
     is_condition_failure,
+    is_dynamodb_failure,
     map_error,
+    root_cause,
     signals_ill_health,
 )
 from comic_vine_dynamodb_store.resilience.transport import RequestMeter, metering
@@ -105,7 +107,7 @@ class OperationPipeline:
                 self.breaker.record_failure(probe)
             else:
                 self.breaker.record_neutral(probe)
-            if not isinstance(exc, Exception) or isinstance(exc, DynamoDBStoreError):
+            if not is_dynamodb_failure(exc):
                 self._report(
                     operation, key, started=started, meter=meter, outcome="error", error=exc
                 )
@@ -114,7 +116,8 @@ class OperationPipeline:
             if error.request_id is None:
                 error.request_id = meter.request_id
             self._report(operation, key, started=started, meter=meter, outcome="error", error=error)
-            raise error from exc
+            # The botocore error, not PynamoDB's wrapper, is the original worth keeping.
+            raise error from root_cause(exc)
         self.breaker.record_success(probe)
         self._report(operation, key, started=started, meter=meter, outcome="success", error=None)
         return result
