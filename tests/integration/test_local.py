@@ -595,3 +595,25 @@ def test_a_local_docker_socket_is_pinged_and_closed(
         thread.join(timeout=5)
         monkeypatch.setenv("DOCKER_HOST", f"unix://{folder}/absent.sock")
         assert docker_available(timeout_s=2.0) is False
+
+
+@pytest.mark.usefixtures("no_env_endpoint")
+@pytest.mark.dynamodb
+def test_auto_mode_falls_back_to_the_jar_when_docker_cannot_start_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An engine that answers the ping but cannot run the image (say, it cannot be pulled).
+    def cannot_start(*, image: str, startup_timeout_s: float) -> LocalDynamoDB:
+        raise LocalDynamoDBError(f"could not start {image} with Docker: pull failed")
+
+    monkeypatch.setattr(local, "docker_available", lambda timeout_s=2.0: True)
+    monkeypatch.setattr(local, "_start_container", cannot_start)
+    with caplog.at_level("WARNING", logger=local.__name__):
+        db = start_local_dynamodb()
+    try:
+        assert db.kind == "jar"
+        assert "running the jar instead" in caplog.text
+    finally:
+        db.close()
+    with pytest.raises(LocalDynamoDBError, match="pull failed"):
+        start_local_dynamodb(use_docker=True)  # Docker asked for: no silent fallback
