@@ -15,13 +15,14 @@ multi-request operation such as ``clear``); everything else in the store is pure
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import StoreOptions
-from comic_vine_dynamodb_store.errors import CircuitBreakerOpenError, DynamoDBStoreError
+from comic_vine_dynamodb_store.errors import CircuitBreakerOpenError
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.resilience.breaker import (
     BreakerState,
@@ -93,33 +94,32 @@ class OperationPipeline:
             raise
         if bounded:
             meter.deadline = time.monotonic() + self._timeout_s
+        report = functools.partial(self._report, operation, key, started=started, meter=meter)
         try:
             with metering(meter):
                 result = fn()
-        except BaseException as exc:
-            if isinstance(exc, Exception) and expected(exc):
+        except Exception as exc:
+            if expected(exc):  # an answer for the store to interpret, not a failure
                 self.breaker.record_success(probe)
-                self._report(
-                    operation, key, started=started, meter=meter, outcome="success", error=None
-                )
+                report(outcome="success", error=None)
                 raise
-            if isinstance(exc, Exception) and signals_ill_health(exc):
+            if signals_ill_health(exc):
                 self.breaker.record_failure(probe)
             else:
                 self.breaker.record_neutral(probe)
-            if not is_dynamodb_failure(exc):
-                self._report(
-                    operation, key, started=started, meter=meter, outcome="error", error=exc
-                )
+            if not is_dynamodb_failure(exc):  # a bug or a typed error of ours: as it is
+                report(outcome="error", error=exc)
                 raise
             error = map_error(exc, operation=operation, table=self.table)
-            if error.request_id is None:
-                error.request_id = meter.request_id
-            self._report(operation, key, started=started, meter=meter, outcome="error", error=error)
+            error.request_id = error.request_id or meter.request_id
+            report(outcome="error", error=error)
             # The botocore error, not PynamoDB's wrapper, is the original worth keeping.
             raise error from root_cause(exc)
+        except BaseException:  # KeyboardInterrupt and the like: no verdict on DynamoDB
+            self.breaker.record_neutral(probe)
+            raise
         self.breaker.record_success(probe)
-        self._report(operation, key, started=started, meter=meter, outcome="success", error=None)
+        report(outcome="success", error=None)
         return result
 
     def status(self) -> CircuitBreakerStatus:
