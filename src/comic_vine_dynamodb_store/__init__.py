@@ -13,6 +13,7 @@ from comic_vine_dynamodb_store.config import (
     CloudWatchOptions,
     DedupeStoreOptions,
     HealthCheckOptions,
+    InMemoryCacheStoreOptions,
     LoggingOptions,
     MonitoringOptions,
     PerformanceOptions,
@@ -34,21 +35,49 @@ from comic_vine_dynamodb_store.errors import (
     TableNotFoundError,
     ThrottlingError,
 )
+from comic_vine_dynamodb_store.resilience.breaker import BreakerState, CircuitBreakerStatus
+from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
+from comic_vine_dynamodb_store.stores.contracts import (
+    AdaptiveRateLimitStore,
+    AdaptiveStatus,
+    CacheStats,
+    CacheStore,
+    DedupeStats,
+    DedupeStore,
+    HealthCheckResult,
+    RateLimitStats,
+    RateLimitStatus,
+    RateLimitStore,
+    Registration,
+)
+from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
 from comic_vine_dynamodb_store.table import TableMismatch, create_table, verify_table
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveConfig",
+    "AdaptiveRateLimitStore",
     "AdaptiveRateLimitStoreOptions",
+    "AdaptiveStatus",
+    "BreakerState",
+    "CacheStats",
+    "CacheStore",
     "CacheStoreOptions",
     "CircuitBreakerOpenError",
     "CircuitBreakerOptions",
+    "CircuitBreakerStatus",
     "CloudWatchOptions",
     "ConfigurationError",
+    "DedupeStats",
+    "DedupeStore",
     "DedupeStoreOptions",
+    "DynamoDBCacheStore",
     "DynamoDBStoreError",
     "HealthCheckOptions",
+    "HealthCheckResult",
+    "InMemoryCacheStore",
+    "InMemoryCacheStoreOptions",
     "InvalidKeyError",
     "ItemTooLargeError",
     "LocalDynamoDBError",
@@ -57,8 +86,12 @@ __all__ = [
     "OperationTimeoutError",
     "PerformanceOptions",
     "RateLimitConfig",
+    "RateLimitStats",
+    "RateLimitStatus",
+    "RateLimitStore",
     "RateLimitStoreOptions",
     "RateLimitedError",
+    "Registration",
     "StoreClosedError",
     "StoreOptions",
     "StoreUnavailableError",

@@ -28,6 +28,7 @@ __all__ = [
     "CloudWatchOptions",
     "DedupeStoreOptions",
     "HealthCheckOptions",
+    "InMemoryCacheStoreOptions",
     "LoggingOptions",
     "MonitoringOptions",
     "OptionsModel",
@@ -192,6 +193,16 @@ class CacheStoreOptions(StoreOptions):
     """Options of the cache store."""
 
     max_value_bytes: PositiveInt = 16 * 1024 * 1024
+
+
+class InMemoryCacheStoreOptions(OptionsModel):
+    """Options of the in-memory cache: the DynamoDB cache's value cap, no table.
+
+    ``cleanup_interval_ms`` defaults to 0 here: a process-local cache rarely needs a thread.
+    """
+
+    max_value_bytes: PositiveInt = 16 * 1024 * 1024
+    cleanup_interval_ms: NonNegativeInt = 0
 
 
 class DedupeStoreOptions(StoreOptions):

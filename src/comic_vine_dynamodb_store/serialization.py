@@ -161,9 +161,26 @@ def decode_value(payload: bytes, encoding: str, value_type: TypeAdapter[Any] | N
 
 
 def _number_size(text: str) -> int:
-    digits = str(Decimal(text).normalize()).lstrip("-").replace(".", "")
-    digits = digits.split("E")[0].lstrip("0") or "0"
-    return math.ceil(len(digits) / 2) + 1
+    """Bytes DynamoDB stores a number in: base-100 digit pairs aligned on the decimal point.
+
+    Pairs from the highest to the lowest non-zero one, plus one byte, plus one more for a
+    negative number (measured against DynamoDB Local at the item size limit).
+    """
+    # as_tuple() of the exact value: normalize() would round to 28 digits, DynamoDB keeps 38.
+    sign, digit_tuple, exponent = Decimal(text).as_tuple()
+    assert isinstance(exponent, int)  # finite: DynamoDB has no NaN or infinity
+    digits = list(digit_tuple)
+    while digits and digits[-1] == 0:
+        digits.pop()
+        exponent += 1
+    while digits and digits[0] == 0:
+        digits.pop(0)
+    if not digits:
+        return 1
+    highest_power = exponent + len(digits) - 1
+    lowest_power = exponent
+    pairs = highest_power // 2 - lowest_power // 2 + 1
+    return pairs + 1 + sign
 
 
 def attribute_value_size(value: Mapping[str, Any]) -> int:

@@ -197,17 +197,22 @@ def test_long_keys_are_hashed_and_still_address_one_item(endpoint: str, table_na
     assert cache.get_live(*CacheItem.key_of("", unicode_key)).data == b'"U"'
 
 
-def _item_of_size(cache: Any, target: int) -> Any:
-    item = cache.build("", "big", encode_value(""), now_ms=system_clock_ms(), ttl_seconds=60)
+def _item_of_size(cache: Any, target: int, created_at_ms: int) -> Any:
+    item = cache.build("", "big", encode_value(""), now_ms=created_at_ms, ttl_seconds=60)
     overhead = item_size(item.serialize())
     item.data = b"x" * (len(item.data) + target - overhead)
     assert item_size(item.serialize()) == target
     return item
 
 
-def test_item_size_accounting_matches_dynamodbs_limit(endpoint: str, table_name: str) -> None:
+# Numbers are sized in base-100 pairs: a trailing 0, a 1-digit tail, an odd digit count.
+@pytest.mark.parametrize("created_at_ms", [1_795_641_234_560, 1_795_641_234_561, 10**12 + 5])
+def test_item_size_accounting_matches_dynamodbs_limit(
+    endpoint: str, table_name: str, created_at_ms: int
+) -> None:
     cache = bound(endpoint, table_name, CacheItem)
-    _item_of_size(cache, MAX_ITEM_BYTES).save()  # exactly at the limit: DynamoDB accepts it
+    # Exactly at the limit: DynamoDB accepts it.
+    _item_of_size(cache, MAX_ITEM_BYTES, created_at_ms).save()
     with pytest.raises(PutError) as caught:
-        _item_of_size(cache, MAX_ITEM_BYTES + 1).save()
+        _item_of_size(cache, MAX_ITEM_BYTES + 1, created_at_ms).save()
     assert "size" in str(caught.value).lower()

@@ -18,6 +18,7 @@ from comic_vine_dynamodb_store.errors import (
     StoreUnavailableError,
     ThrottlingError,
 )
+from comic_vine_dynamodb_store.stores import cache, contracts, memory_cache
 
 
 def test_every_error_derives_from_the_root() -> None:
@@ -72,6 +73,8 @@ def test_top_level_all_lists_every_public_error_and_option() -> None:
     exported = set(package.__all__)
     assert _public_classes(errors) <= exported
     assert _public_classes(config) - {"OptionsModel"} <= exported
+    for module in (contracts, cache, memory_cache):
+        assert _public_classes(module) <= exported, module.__name__
     for name in package.__all__:
         assert hasattr(package, name), name
     assert sorted(package.__all__) == sorted(set(package.__all__))

@@ -156,9 +156,19 @@ def test_to_json_value_is_iterative_and_too_deep_values_are_a_value_error() -> N
         ({"B": b"\x00\x01"}, 2),
         ({"BOOL": True}, 1),
         ({"NULL": True}, 1),
-        ({"N": "12345"}, 4),  # 5 significant digits -> 3 bytes + 1
-        ({"N": "0.0100"}, 2),  # leading and trailing zeros are not significant
-        ({"N": "-1"}, 2),
+        # Numbers: base-100 pairs aligned on the decimal point, + 1, + 1 if negative; each
+        # figure measured against DynamoDB Local at the 400 KB item limit.
+        ({"N": "12345"}, 4),  # 1|23|45
+        ({"N": "1234"}, 3),  # 12|34
+        ({"N": "1795641234560"}, 8),  # 1|79|56|41|23|45|60
+        ({"N": "100"}, 2),  # 1|00: trailing zero pairs are trimmed
+        ({"N": "0.0100"}, 2),  # .01
+        ({"N": "1.5"}, 3),  # 1|.50
+        ({"N": "123.456"}, 5),  # 1|23|.45|60
+        ({"N": "-1"}, 3),
+        ({"N": "-12345"}, 5),
+        ({"N": "0"}, 1),
+        ({"N": "9" * 38}, 20),
         ({"L": [{"S": "a"}, {"S": "bc"}]}, 3 + (1 + 1) + (2 + 1)),
         ({"M": {"k": {"S": "v"}}}, 3 + 1 + 1 + 1),
         ({"SS": ["a", "bb"]}, 3),

@@ -12,9 +12,7 @@ from comic_vine_dynamodb_store.observability import signals
 
 def test_every_signal_is_in_the_catalogue_and_its_docstring() -> None:
     declared = {
-        value
-        for value in vars(signals).values()
-        if isinstance(value, type(signals.cache_hit))
+        value for value in vars(signals).values() if isinstance(value, type(signals.cache_hit))
     }
     assert declared == set(signals.ALL_SIGNALS)
     doc = signals.__doc__ or ""

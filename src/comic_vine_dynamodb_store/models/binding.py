@@ -12,7 +12,8 @@ any number of stores in one process can use different tables or endpoints side b
 
 from __future__ import annotations
 
-import functools
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -62,12 +63,28 @@ class TableBinding:
         )
 
     def model(self, entity: type[M]) -> type[M]:
-        """``entity`` bound to this table (the same class for equal bindings)."""
+        """``entity`` bound to this table (the same class for equal bindings while in use)."""
         return cast("type[M]", _bind(entity, self))
 
 
-@functools.cache
+# Bound classes live as long as a store (or caller) holds them, and no longer: each carries a
+# botocore client, so a process that goes through many tables must not keep them all.
+_bound: weakref.WeakValueDictionary[tuple[type[StoreItem], TableBinding], type[StoreItem]] = (
+    weakref.WeakValueDictionary()
+)
+_bound_lock = threading.Lock()
+
+
 def _bind(entity: type[StoreItem], binding: TableBinding) -> type[StoreItem]:
+    with _bound_lock:
+        bound = _bound.get((entity, binding))
+        if bound is None:
+            bound = _bind_new(entity, binding)
+            _bound[(entity, binding)] = bound
+        return bound
+
+
+def _bind_new(entity: type[StoreItem], binding: TableBinding) -> type[StoreItem]:
     meta = type(
         "Meta",
         (),

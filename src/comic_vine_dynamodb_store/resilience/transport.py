@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -161,6 +162,18 @@ def _record_response(parsed: Any = None, **_: Any) -> None:
         meter.request_id = request_id
 
 
+_session_lock = threading.RLock()
+_session: botocore.session.Session | None = None
+
+
+def _shared_session() -> botocore.session.Session:
+    global _session  # noqa: PLW0603 - one lazily made session per process
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+        return _session
+
+
 class StoreConnection(Connection):
     """A PynamoDB connection whose clients carry the store's retries and meter."""
 
@@ -191,18 +204,27 @@ class StoreConnection(Connection):
 
     @property
     def session(self) -> botocore.session.Session:
-        """The caller's session when one was given, else PynamoDB's per-thread one."""
+        """The caller's session when one was given, else one shared by the process.
+
+        Sharing matters: each botocore session loads its own copy of the service model (about
+        20 MB), and PynamoDB would make one per connection and thread. Client creation, the
+        one part of a session that is not thread-safe, happens under ``_session_lock``.
+        """
         if self._given_session is not None:
             return self._given_session
-        return super().session
+        return _shared_session()
 
     @property
     def client(self) -> Any:
-        """PynamoDB's client, instrumented once per client object PynamoDB creates."""
-        client = super().client
-        if client is not self._instrumented:
-            self._instrument(client)
-            self._instrumented = client
+        """PynamoDB's client, made under the session lock and instrumented once."""
+        client = self._client
+        signer = client._request_signer if client is not None else None
+        if client is None or (signer is not None and not signer._credentials):
+            with _session_lock:
+                client = super().client
+                if client is not self._instrumented:
+                    self._instrument(client)
+                    self._instrumented = client
         return client
 
     def _instrument(self, client: Any) -> None:

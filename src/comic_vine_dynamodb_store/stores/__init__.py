@@ -1,1 +1,19 @@
 """Store behaviour: per store a contract, a pure decision core, the DynamoDB shell, a twin."""
+
+from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
+from comic_vine_dynamodb_store.stores.contracts import (
+    AdaptiveRateLimitStore,
+    CacheStore,
+    DedupeStore,
+    RateLimitStore,
+)
+from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
+
+__all__ = [
+    "AdaptiveRateLimitStore",
+    "CacheStore",
+    "DedupeStore",
+    "DynamoDBCacheStore",
+    "InMemoryCacheStore",
+    "RateLimitStore",
+]
