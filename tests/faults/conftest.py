@@ -34,6 +34,12 @@ def error_response(url: str, status: int, code: str, message: str = "injected") 
     return AWSResponse(url, status, headers, _Body(body.encode()))
 
 
+def json_response(url: str, payload: dict[str, Any]) -> AWSResponse:
+    """A successful DynamoDB answer with ``payload`` as its body."""
+    headers: Any = {"x-amzn-RequestId": "injected-ok", "Content-Type": "application/x-amz-json-1.0"}
+    return AWSResponse(url, 200, headers, _Body(json.dumps(payload).encode()))
+
+
 Fault = Callable[[Any], AWSResponse | None]
 
 

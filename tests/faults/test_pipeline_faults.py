@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from comic_vine_dynamodb_store.errors import (
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.resilience.breaker import BreakerState
 from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
-from tests.faults.conftest import Injector, server_error, throttle
+from tests.faults.conftest import Injector, json_response, server_error, throttle
 
 REGION = "us-east-1"
 
@@ -265,3 +266,51 @@ def test_health_check_reports_failure_without_raising(
     assert result.error is not None
     assert "StoreUnavailableError" in result.error
     assert injector.sent == ["GetItem"]
+
+
+def _unprocessed_everything(request: Any) -> Any:
+    """A BatchWriteItem answer that processed nothing: every request comes back."""
+    body = json.loads(request.body)
+    return json_response(request.url, {"UnprocessedItems": body["RequestItems"]})
+
+
+def test_clear_resends_unprocessed_batch_items_until_done(
+    make_store: Callable[..., DynamoDBCacheStore[Any]], inject: Callable[[Any], Injector]
+) -> None:
+    store = make_store(batch_size=5, max_retries=3)
+    for i in range(12):
+        store.set(f"k{i}", i, 60)
+    injector = inject(store)
+    # The first two batch requests process nothing; every later one goes through.
+    calls = {"batch": 0}
+
+    def flaky_batches(request: Any) -> Any:
+        if b"BatchWriteItem" in request.headers.get("X-Amz-Target", b""):
+            calls["batch"] += 1
+            if calls["batch"] <= 2:
+                return _unprocessed_everything(request)
+        return None
+
+    injector.default = flaky_batches
+    store.clear()
+    assert store.get_stats().total_items == 0
+    assert injector.sent.count("BatchWriteItem") == 3 + 2  # 12 items in batches of 5, 2 resent
+
+
+def test_clear_gives_up_with_throttling_error_when_items_stay_unprocessed(
+    make_store: Callable[..., DynamoDBCacheStore[Any]], inject: Callable[[Any], Injector]
+) -> None:
+    store = make_store(batch_size=25, max_retries=2)
+    store.set("k", 1, 60)
+    injector = inject(store)
+
+    def never(request: Any) -> Any:
+        if b"BatchWriteItem" in request.headers.get("X-Amz-Target", b""):
+            return _unprocessed_everything(request)
+        return None
+
+    injector.default = never
+    with pytest.raises(ThrottlingError, match="1 batch items still unprocessed after 2 retries"):
+        store.clear()
+    assert injector.sent.count("BatchWriteItem") == 3
+    assert store.get("k") == 1

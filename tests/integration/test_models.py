@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from pynamodb.exceptions import PutError
 
 from comic_vine_dynamodb_store.clock import system_clock_ms
 from comic_vine_dynamodb_store.config import StoreOptions
+from comic_vine_dynamodb_store.keys import GSI1_SHARDS, shard_of
 from comic_vine_dynamodb_store.models import (
     AdaptiveStats,
     CacheItem,
@@ -18,6 +20,7 @@ from comic_vine_dynamodb_store.models import (
     StoreItem,
     TableBinding,
 )
+from comic_vine_dynamodb_store.resilience.transport import RequestMeter, metering
 from comic_vine_dynamodb_store.serialization import MAX_ITEM_BYTES, encode_value, item_size
 from comic_vine_dynamodb_store.table import create_table
 
@@ -216,3 +219,17 @@ def test_item_size_accounting_matches_dynamodbs_limit(
     with pytest.raises(PutError) as caught:
         _item_of_size(cache, MAX_ITEM_BYTES + 1, created_at_ms).save()
     assert "size" in str(caught.value).lower()
+
+
+def test_store_wide_reads_page_through_every_shard(endpoint: str, table_name: str) -> None:
+    cache = bound(endpoint, table_name, CacheItem)
+    now = system_clock_ms()
+    for i in range(40):
+        cache.build("", f"k{i}", encode_value(i), now_ms=now, ttl_seconds=60).save()
+    with metering(RequestMeter()) as meter:
+        keys = {item.pk for item in cache.iter_index("", page_size=3)}
+    assert keys == {CacheItem.key_of("", f"k{i}")[0] for i in range(40)}
+    # One Query per page: k items in a shard take k // 3 + 1 requests at 3 per page (the
+    # last page is the one that comes back without LastEvaluatedKey).
+    per_shard = Counter(shard_of(pk) for pk in keys)
+    assert meter.requests == sum(per_shard[s] // 3 + 1 for s in range(GSI1_SHARDS))

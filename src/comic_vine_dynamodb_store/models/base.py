@@ -150,11 +150,14 @@ class StoreItem(Model):
         *,
         live_at_ms: int | None = None,
         expired_at_ms: int | None = None,
+        page_size: int | None = None,
     ) -> Iterator[Self]:
         """Every item of this entity in ``namespace``, shard by shard through GSI1.
 
         With ``live_at_ms``, only items live then; with ``expired_at_ms``, only items expired
-        by then (a range condition on the expiry sort key, so nothing else is read).
+        by then (a range condition on the expiry sort key, so nothing else is read). Each
+        shard's Query pages through ``LastEvaluatedKey`` (``page_size`` items per request, or
+        DynamoDB's 1 MB pages by default).
         """
         if live_at_ms is not None and expired_at_ms is not None:
             raise ValueError("pass live_at_ms or expired_at_ms, not both")
@@ -166,6 +169,5 @@ class StoreItem(Model):
             else:
                 condition = None
             # The index is bound to this class (see binding), so it yields instances of it.
-            yield from cast(
-                "Iterator[Self]", cls.gsi1.query(partition, range_key_condition=condition)
-            )
+            results = cls.gsi1.query(partition, range_key_condition=condition, page_size=page_size)
+            yield from cast("Iterator[Self]", results)

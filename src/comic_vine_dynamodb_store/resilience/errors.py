@@ -99,7 +99,7 @@ def signals_ill_health(exc: BaseException) -> bool:
     a validation error or a missing table do not.
     """
     root = root_cause(exc)
-    if isinstance(root, _TIMEOUT_TYPES + _CONNECTION_TYPES):
+    if isinstance(root, _TIMEOUT_TYPES + _CONNECTION_TYPES + (StoreUnavailableError,)):
         return True
     code = error_code(exc)
     status = _status(exc)

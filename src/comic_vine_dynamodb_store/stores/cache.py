@@ -5,7 +5,8 @@ process is seen at once), ``set`` 1 (PutItem), ``delete`` 1 (DeleteItem). ``get_
 the 16 GSI1 shards of the cache (1 Query each, more when a shard pages); ``cleanup`` queries
 only the expired range of each shard and deletes each expired item with a conditional
 DeleteItem, so a value set again meanwhile is never removed; ``clear`` queries every shard and
-deletes in batches of ``batch_size``, retrying unprocessed items. None of them scans the table.
+deletes in batches of ``batch_size``, resending unprocessed items after a backoff. None of
+them scans the table.
 
 Expiry is exact to the millisecond (``ExpiresAt``); an expired item DynamoDB has not deleted
 yet is a miss and is counted as expired, never as live.
@@ -26,6 +27,7 @@ from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.models import CacheItem
 from comic_vine_dynamodb_store.models.cache import expiry_for_ttl
 from comic_vine_dynamodb_store.observability import signals
+from comic_vine_dynamodb_store.resilience.batching import BatchWriter
 from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
@@ -123,7 +125,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         """Remove every cache item of this store's namespace (other entities are untouched)."""
 
         def clear_all() -> None:
-            with self._items.batch_write() as batch:
+            with self._batch_writer() as batch:
                 for item in self._items.iter_index(self._namespace):
                     batch.delete(item)
 
@@ -163,6 +165,14 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
             return CacheStats(total_items=live, expired_items=expired, estimated_size_bytes=size)
 
         return self._run("get_stats", count, bounded=False)
+
+    def _batch_writer(self) -> BatchWriter:
+        return BatchWriter(
+            self._items,
+            batch_size=self.options.batch_size,
+            max_retries=self.options.max_retries,
+            retry_delay_ms=self.options.retry_delay_ms,
+        )
 
     def _announce(self, signal: Any, key: str, error: str | None = None) -> None:
         signals.send(
