@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dynamodb-local lint typecheck test clean
+.PHONY: install dynamodb-local lint typecheck test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,18 @@ dynamodb-local: install
 	fi
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: install
 	$(BIN)/mypy
 
 test: lint typecheck dynamodb-local
 	$(BIN)/python -m pytest
+
+# Measurements, not tests: the cache store vs raw botocore against one DynamoDB Local.
+bench: dynamodb-local
+	$(BIN)/python bench/bench_cache.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info

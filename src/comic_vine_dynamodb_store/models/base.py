@@ -17,7 +17,7 @@ region and endpoint at run time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self, cast
 
@@ -108,6 +108,20 @@ class StoreItem(Model):
     def absent_or_expired_condition(cls, now_ms: int) -> Condition:
         """Condition for a write that may replace only a missing or expired item."""
         return cast(Condition, cls.pk.does_not_exist() | (cls.expires_at_ms <= now_ms))
+
+    @classmethod
+    def put_serialized(
+        cls, attributes: Mapping[str, Mapping[str, Any]], *, condition: Condition | None = None
+    ) -> None:
+        """PutItem of an already serialized item (one request).
+
+        ``Model.save`` serializes again; a store that has serialized the item to check its
+        size sends that serialization instead.
+        """
+        values = dict(attributes)
+        pk = values.pop("PK")["S"]
+        sk = values.pop("SK")["S"]
+        cls._get_connection().put_item(pk, range_key=sk, attributes=values, condition=condition)
 
     @classmethod
     def get_live(

@@ -111,10 +111,11 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
                 table=self.table_name,
             )
         item = self._items.build(self._namespace, key, encoded, now_ms=now, ttl_seconds=ttl_seconds)
+        attributes = item.serialize()
         check_item_size(
-            item.serialize(), limit_bytes=MAX_ITEM_BYTES, operation="set", table=self.table_name
+            attributes, limit_bytes=MAX_ITEM_BYTES, operation="set", table=self.table_name
         )
-        self._run("set", item.save, key=key)
+        self._run("set", lambda: self._items.put_serialized(attributes), key=key)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; deleting an absent key is not an error."""
