@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
 from comic_vine_dynamodb_store.local import LocalDynamoDB, start_local_dynamodb
+from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
 from comic_vine_dynamodb_store.table import create_table, delete_table
+from tests.support import FakeClock
 
 settings.register_profile("default", deadline=None)
 settings.load_profile("default")
@@ -71,3 +74,34 @@ def table_name(endpoint: str, make_table_name: Callable[[], str]) -> str:
     name = make_table_name()
     create_table(name, endpoint=endpoint, region=REGION)
     return name
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock the test moves by hand, shared by the stores it makes."""
+    return FakeClock()
+
+
+@pytest.fixture
+def make_cache_store(
+    endpoint: str, table_name: str, clock: FakeClock
+) -> Iterator[Callable[..., DynamoDBCacheStore[Any]]]:
+    """Makes cache stores on the test's table and clock (no cleanup thread unless asked);
+    closes them afterwards."""
+    stores: list[DynamoDBCacheStore[Any]] = []
+
+    def make(**options: Any) -> DynamoDBCacheStore[Any]:
+        settings: dict[str, Any] = {
+            "table_name": table_name,
+            "endpoint": endpoint,
+            "region": REGION,
+            "cleanup_interval_ms": 0,
+            "clock": clock,
+            **options,
+        }
+        stores.append(DynamoDBCacheStore(**settings))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.close()

@@ -25,7 +25,6 @@ import pytest
 from blinker import NamedSignal
 from pydantic import BaseModel
 
-from comic_vine_dynamodb_store.clock import system_clock_ms
 from comic_vine_dynamodb_store.errors import (
     ConfigurationError,
     InvalidKeyError,
@@ -37,6 +36,7 @@ from comic_vine_dynamodb_store.serialization import MAX_ITEM_BYTES
 from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
 from comic_vine_dynamodb_store.stores.contracts import CacheStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
+from tests.support import FakeClock
 
 REGION = "us-east-1"
 SECOND_MS = 1000
@@ -46,29 +46,11 @@ AnyStore: TypeAlias = InMemoryCacheStore[Any] | DynamoDBCacheStore[Any]
 StoreFactory: TypeAlias = Callable[..., AnyStore]
 
 
-class FakeClock:
-    """Epoch milliseconds that move only when a test calls :meth:`advance`."""
-
-    def __init__(self) -> None:
-        self.now_ms = system_clock_ms()
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-    def advance(self, ms: int) -> None:
-        self.now_ms += ms
-
-
 class Issue(BaseModel):
     id: int
     name: str
     tags: list[str]
     rating: float | None = None
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture(params=["memory", pytest.param("dynamodb", marks=pytest.mark.dynamodb)])

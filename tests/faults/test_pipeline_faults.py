@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,45 +20,17 @@ from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.resilience.breaker import BreakerState
 from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
 from tests.faults.conftest import Injector, json_response, server_error, throttle
+from tests.support import FakeClock
 
 REGION = "us-east-1"
 
 
-class FakeClock:
-    def __init__(self, start_ms: int = 1_800_000_000_000) -> None:
-        self.now_ms = start_ms
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 @pytest.fixture
 def make_store(
-    endpoint: str, table_name: str, clock: FakeClock
-) -> Iterator[Callable[..., DynamoDBCacheStore[Any]]]:
-    stores: list[DynamoDBCacheStore[Any]] = []
-
-    def make(**options: Any) -> DynamoDBCacheStore[Any]:
-        settings: dict[str, Any] = {
-            "table_name": table_name,
-            "endpoint": endpoint,
-            "region": REGION,
-            "cleanup_interval_ms": 0,
-            "retry_delay_ms": 1,
-        }
-        settings.update(options)
-        store: DynamoDBCacheStore[Any] = DynamoDBCacheStore(clock=clock, **settings)
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.close()
+    make_cache_store: Callable[..., DynamoDBCacheStore[Any]],
+) -> Callable[..., DynamoDBCacheStore[Any]]:
+    """Cache stores with a 1 ms retry backoff, so retried faults cost no time."""
+    return functools.partial(make_cache_store, retry_delay_ms=1)
 
 
 def timeout(request: Any) -> None:

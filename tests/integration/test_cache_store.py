@@ -21,45 +21,16 @@ from comic_vine_dynamodb_store.errors import (
 from comic_vine_dynamodb_store.models import CacheItem, DedupeJob, TableBinding
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
+from tests.support import FakeClock
 
 REGION = "us-east-1"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_ms = system_clock_ms()
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 @pytest.fixture
 def make_store(
-    endpoint: str, table_name: str, clock: FakeClock
-) -> Iterator[Callable[..., DynamoDBCacheStore[Any]]]:
-    stores: list[DynamoDBCacheStore[Any]] = []
-
-    def make(**options: Any) -> DynamoDBCacheStore[Any]:
-        settings: dict[str, Any] = {
-            "table_name": table_name,
-            "endpoint": endpoint,
-            "region": REGION,
-            "cleanup_interval_ms": 0,
-            "clock": clock,
-        }
-        settings.update(options)
-        store: DynamoDBCacheStore[Any] = DynamoDBCacheStore(**settings)
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.close()
+    make_cache_store: Callable[..., DynamoDBCacheStore[Any]],
+) -> Callable[..., DynamoDBCacheStore[Any]]:
+    return make_cache_store
 
 
 @pytest.fixture

@@ -30,28 +30,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from comic_vine_dynamodb_store.clock import system_clock_ms
 from comic_vine_dynamodb_store.serialization import encode_value
 from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
 from comic_vine_dynamodb_store.table import create_table
+from tests.support import FakeClock
 
 REGION = "us-east-1"
 
 AnyStore: TypeAlias = InMemoryCacheStore[Any] | DynamoDBCacheStore[Any]
-
-
-class FakeClock:
-    """Epoch milliseconds that move only when the machine says so."""
-
-    def __init__(self) -> None:
-        self.now_ms = system_clock_ms()
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-    def advance(self, ms: int) -> None:
-        self.now_ms += ms
 
 
 @dataclass(frozen=True, slots=True)

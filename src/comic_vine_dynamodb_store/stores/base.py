@@ -23,7 +23,7 @@ from comic_vine_dynamodb_store.resilience.breaker import CircuitBreakerStatus
 from comic_vine_dynamodb_store.resilience.pipeline import OperationPipeline
 from comic_vine_dynamodb_store.stores.contracts import HealthCheckResult
 
-__all__ = ["DynamoDBStore", "PeriodicTask"]
+__all__ = ["ClosingContext", "DynamoDBStore", "PeriodicTask"]
 
 _log = logging.getLogger(__name__)
 
@@ -64,7 +64,25 @@ class PeriodicTask:
         return self._thread.is_alive()
 
 
-class DynamoDBStore(Generic[OptionsT]):
+class ClosingContext:
+    """``with store:`` closes the store on the way out, whatever happened inside."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class DynamoDBStore(ClosingContext, Generic[OptionsT]):
     """Base of the DynamoDB stores. Options come as keywords or as one ``options`` object."""
 
     options_model: ClassVar[type[StoreOptions]] = StoreOptions
@@ -172,14 +190,3 @@ class DynamoDBStore(Generic[OptionsT]):
             self._closed = True
         for task in self._background:
             task.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -22,21 +22,15 @@ from pynamodb.exceptions import DeleteError
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import CacheStoreOptions
-from comic_vine_dynamodb_store.errors import ItemTooLargeError
-from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.models import CacheItem
-from comic_vine_dynamodb_store.models.cache import expiry_for_ttl
-from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.resilience.batching import BatchWriter
 from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
-    CorruptValueError,
     check_item_size,
-    decode_value,
-    encode_value,
 )
 from comic_vine_dynamodb_store.stores.base import DynamoDBStore
+from comic_vine_dynamodb_store.stores.cache_core import encode_for_set, read_value
 from comic_vine_dynamodb_store.stores.contracts import CacheStats
 
 __all__ = ["DynamoDBCacheStore"]
@@ -79,15 +73,14 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         pk, sk = CacheItem.key_of(self._namespace, key)
         now = self._now_ms()
         item = self._run("get", lambda: self._items.get_live(pk, sk, now_ms=now), key=key)
-        if item is None:
-            self._announce(signals.cache_miss, key)
-            return None
-        try:
-            value: T = decode_value(item.data, item.encoding, self._adapter)
-        except CorruptValueError as exc:
-            self._announce(signals.cache_decode_error, key, str(exc))
-            return None
-        self._announce(signals.cache_hit, key)
+        value: T | None = read_value(
+            self,
+            store=self.store_name,
+            table=self.table_name,
+            key=key,
+            stored=None if item is None else (item.data, item.encoding),
+            value_type=self._adapter,
+        )
         return value
 
     def set(self, key: str, value: T, ttl_seconds: float) -> None:
@@ -97,19 +90,14 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         key ``InvalidKeyError``, a value JSON cannot hold ``TypeError``/``ValueError``, one
         too large ``ItemTooLargeError``; in each case nothing is written.
         """
-        validate_key(key)
+        encoded = encode_for_set(
+            key,
+            value,
+            ttl_seconds,
+            max_value_bytes=self.options.max_value_bytes,
+            table=self.table_name,
+        )
         now = self._now_ms()
-        expiry_for_ttl(now, ttl_seconds)  # refuses a negative TTL before any work
-        encoded = encode_value(value)
-        if encoded.size > self.options.max_value_bytes:
-            raise ItemTooLargeError(
-                f"value is {encoded.size} bytes stored, above max_value_bytes "
-                f"({self.options.max_value_bytes})",
-                size_bytes=encoded.size,
-                limit_bytes=self.options.max_value_bytes,
-                operation="set",
-                table=self.table_name,
-            )
         item = self._items.build(self._namespace, key, encoded, now_ms=now, ttl_seconds=ttl_seconds)
         attributes = item.serialize()
         check_item_size(
@@ -173,13 +161,4 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
             batch_size=self.options.batch_size,
             max_retries=self.options.max_retries,
             retry_delay_ms=self.options.retry_delay_ms,
-        )
-
-    def _announce(self, signal: Any, key: str, error: str | None = None) -> None:
-        signals.send(
-            signal,
-            self,
-            lambda: signals.CacheEvent(
-                store=self.store_name, table=self.table_name, key=key, error=error
-            ),
         )

@@ -21,8 +21,7 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from blinker import NamedSignal
 from pydantic import TypeAdapter
@@ -38,12 +37,10 @@ from comic_vine_dynamodb_store.models.cache import expiry_for_ttl
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
-    CorruptValueError,
     Encoding,
-    decode_value,
-    encode_value,
 )
-from comic_vine_dynamodb_store.stores.base import PeriodicTask
+from comic_vine_dynamodb_store.stores.base import ClosingContext, PeriodicTask
+from comic_vine_dynamodb_store.stores.cache_core import encode_for_set, read_value
 from comic_vine_dynamodb_store.stores.contracts import CacheStats, HealthCheckResult
 
 __all__ = ["InMemoryCacheStore"]
@@ -64,7 +61,7 @@ class _Entry:
         return self.expires_at_ms is not None and now_ms >= self.expires_at_ms
 
 
-class InMemoryCacheStore(Generic[T]):
+class InMemoryCacheStore(ClosingContext, Generic[T]):
     """A TTL cache of JSON values (and pydantic models) held in this process.
 
     ``value_type`` (anything pydantic's ``TypeAdapter`` takes) validates values on read: a
@@ -114,15 +111,14 @@ class InMemoryCacheStore(Generic[T]):
             entry = self._items.get(key)
             if entry is not None and entry.is_expired(self._clock()):
                 entry = None
-        if entry is None:
-            self._announce(signals.cache_miss, key)
-            return None
-        try:
-            value: T = decode_value(entry.payload, entry.encoding, self._adapter)
-        except CorruptValueError as exc:
-            self._announce(signals.cache_decode_error, key, str(exc))
-            return None
-        self._announce(signals.cache_hit, key)
+        value: T | None = read_value(
+            self,
+            store=self.store_name,
+            table=self.table_name,
+            key=key,
+            stored=None if entry is None else (entry.payload, entry.encoding),
+            value_type=self._adapter,
+        )
         return value
 
     def set(self, key: str, value: T, ttl_seconds: float) -> None:
@@ -133,10 +129,10 @@ class InMemoryCacheStore(Generic[T]):
         ``TypeError``/``ValueError``, one too large ``ItemTooLargeError``; in each case the
         previous value (if any) stays.
         """
-        validate_key(key)
-        expiry_for_ttl(0, ttl_seconds)  # refuses a negative TTL before encoding anything
-        encoded = encode_value(value)
-        self._check_size(encoded.size)
+        encoded = encode_for_set(
+            key, value, ttl_seconds, max_value_bytes=self._max_value_bytes, table=self.table_name
+        )
+        self._check_item_limit(encoded.size)
         with self._lock:
             self._check_open("set")
             # The clock is read under the lock so expiries follow the order of the writes.
@@ -221,17 +217,6 @@ class InMemoryCacheStore(Generic[T]):
         if self._cleanup_task is not None:
             self._cleanup_task.stop()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- internals ---------------------------------------------------------------------------
 
     def _check_open(self, operation: str) -> None:
@@ -240,17 +225,9 @@ class InMemoryCacheStore(Generic[T]):
                 f"{self.store_name} store is closed", operation=operation, table=self.table_name
             )
 
-    def _check_size(self, size: int) -> None:
-        # The DynamoDB store refuses what does not fit its item (or max_value_bytes); a twin that
-        # accepted more would let tests pass with values production cannot store.
-        if size > self._max_value_bytes:
-            raise ItemTooLargeError(
-                f"value is {size} bytes stored, above max_value_bytes ({self._max_value_bytes})",
-                size_bytes=size,
-                limit_bytes=self._max_value_bytes,
-                operation="set",
-                table=self.table_name,
-            )
+    def _check_item_limit(self, size: int) -> None:
+        # The DynamoDB store refuses what does not fit its item; a twin that accepted more
+        # would let tests pass with values production cannot store.
         if size > MAX_ITEM_BYTES:
             raise ItemTooLargeError(
                 f"value is {size} bytes stored, above DynamoDB's {MAX_ITEM_BYTES}-byte item limit",
