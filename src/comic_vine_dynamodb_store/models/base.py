@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self, cast
 
+from botocore.exceptions import ClientError
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -122,6 +123,41 @@ class StoreItem(Model):
         pk = values.pop("PK")["S"]
         sk = values.pop("SK")["S"]
         cls._get_connection().put_item(pk, range_key=sk, attributes=values, condition=condition)
+
+    @classmethod
+    def put_unless_blocked(
+        cls, attributes: Mapping[str, Mapping[str, Any]], *, condition: Condition
+    ) -> Self | None:
+        """Conditional PutItem; when the condition fails, the item that blocked it, else None.
+
+        One request either way: the blocking item comes back with the failure
+        (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so a lost race needs no second
+        read. Sent on the connection's botocore client, because PynamoDB's error wrapper
+        drops the returned item.
+        """
+        values = dict(attributes)
+        pk = values.pop("PK")["S"]
+        sk = values.pop("SK")["S"]
+        table = cls._get_connection()
+        request = table.get_operation_kwargs(
+            pk,
+            range_key=sk,
+            key="Item",
+            attributes=values,
+            condition=condition,
+            return_values_on_condition_failure="ALL_OLD",
+        )
+        request["ReturnConsumedCapacity"] = "TOTAL"
+        try:
+            client: Any = table.connection.client
+            client.put_item(**request)
+        except ClientError as exc:
+            blocking: Any = exc.response.get("Item")
+            code = exc.response.get("Error", {}).get("Code")
+            if code != "ConditionalCheckFailedException" or not blocking:
+                raise
+            return cls.from_raw_data(blocking)
+        return None
 
     @classmethod
     def get_live(
