@@ -50,6 +50,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
     RateLimitStore,
     Registration,
 )
+from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
 from comic_vine_dynamodb_store.table import TableMismatch, create_table, verify_table
 
@@ -73,6 +74,7 @@ __all__ = [
     "DedupeStore",
     "DedupeStoreOptions",
     "DynamoDBCacheStore",
+    "DynamoDBDedupeStore",
     "DynamoDBStoreError",
     "HealthCheckOptions",
     "HealthCheckResult",

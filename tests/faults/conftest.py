@@ -71,7 +71,7 @@ def inject() -> Iterator[Callable[[Any], Injector]]:
     attached: list[tuple[Any, Injector]] = []
 
     def attach(store: Any) -> Injector:
-        client = store._items._get_connection().connection.client
+        client = store._model(store.item_model)._get_connection().connection.client
         injector = Injector()
         client.meta.events.register("before-send.dynamodb", injector)
         attached.append((client, injector))

@@ -7,6 +7,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
     DedupeStore,
     RateLimitStore,
 )
+from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "CacheStore",
     "DedupeStore",
     "DynamoDBCacheStore",
+    "DynamoDBDedupeStore",
     "InMemoryCacheStore",
     "RateLimitStore",
 ]
