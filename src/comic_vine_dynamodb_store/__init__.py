@@ -52,6 +52,10 @@ from comic_vine_dynamodb_store.stores.contracts import (
 )
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
+from comic_vine_dynamodb_store.stores.memory_dedupe import (
+    InMemoryDedupeStore,
+    InMemoryDedupeStoreOptions,
+)
 from comic_vine_dynamodb_store.table import TableMismatch, create_table, verify_table
 
 __version__ = "0.1.0"
@@ -80,6 +84,8 @@ __all__ = [
     "HealthCheckResult",
     "InMemoryCacheStore",
     "InMemoryCacheStoreOptions",
+    "InMemoryDedupeStore",
+    "InMemoryDedupeStoreOptions",
     "InvalidKeyError",
     "ItemTooLargeError",
     "LocalDynamoDBError",

@@ -18,7 +18,13 @@ from comic_vine_dynamodb_store.errors import (
     StoreUnavailableError,
     ThrottlingError,
 )
-from comic_vine_dynamodb_store.stores import cache, contracts, dedupe, memory_cache
+from comic_vine_dynamodb_store.stores import (
+    cache,
+    contracts,
+    dedupe,
+    memory_cache,
+    memory_dedupe,
+)
 
 
 def test_every_error_derives_from_the_root() -> None:
@@ -73,7 +79,7 @@ def test_top_level_all_lists_every_public_error_and_option() -> None:
     exported = set(package.__all__)
     assert _public_classes(errors) <= exported
     assert _public_classes(config) - {"OptionsModel"} <= exported
-    for module in (contracts, cache, dedupe, memory_cache):
+    for module in (contracts, cache, dedupe, memory_cache, memory_dedupe):
         assert _public_classes(module) <= exported, module.__name__
     for name in package.__all__:
         assert hasattr(package, name), name

@@ -9,6 +9,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
 )
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
+from comic_vine_dynamodb_store.stores.memory_dedupe import InMemoryDedupeStore
 
 __all__ = [
     "AdaptiveRateLimitStore",
@@ -17,5 +18,6 @@ __all__ = [
     "DynamoDBCacheStore",
     "DynamoDBDedupeStore",
     "InMemoryCacheStore",
+    "InMemoryDedupeStore",
     "RateLimitStore",
 ]
