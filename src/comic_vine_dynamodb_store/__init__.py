@@ -14,6 +14,7 @@ from comic_vine_dynamodb_store.config import (
     DedupeStoreOptions,
     HealthCheckOptions,
     InMemoryCacheStoreOptions,
+    InMemoryDedupeStoreOptions,
     LoggingOptions,
     MonitoringOptions,
     PerformanceOptions,
@@ -52,10 +53,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
 )
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
-from comic_vine_dynamodb_store.stores.memory_dedupe import (
-    InMemoryDedupeStore,
-    InMemoryDedupeStoreOptions,
-)
+from comic_vine_dynamodb_store.stores.memory_dedupe import InMemoryDedupeStore
 from comic_vine_dynamodb_store.table import TableMismatch, create_table, verify_table
 
 __version__ = "0.1.0"

@@ -29,6 +29,7 @@ __all__ = [
     "DedupeStoreOptions",
     "HealthCheckOptions",
     "InMemoryCacheStoreOptions",
+    "InMemoryDedupeStoreOptions",
     "LoggingOptions",
     "MonitoringOptions",
     "OptionsModel",
@@ -207,6 +208,14 @@ class InMemoryCacheStoreOptions(OptionsModel):
 
 class DedupeStoreOptions(StoreOptions):
     """Options of the dedupe store: job lease and how waiters poll."""
+
+    default_ttl_seconds: PositiveInt = 300
+    max_wait_time_ms: NonNegativeInt = 30_000
+    poll_interval_ms: PositiveInt = 100
+
+
+class InMemoryDedupeStoreOptions(OptionsModel):
+    """Options of the in-memory dedupe store: the DynamoDB dedupe store's, without a table."""
 
     default_ttl_seconds: PositiveInt = 300
     max_wait_time_ms: NonNegativeInt = 30_000

@@ -27,12 +27,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import Field, TypeAdapter
+from pydantic import TypeAdapter
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
-from comic_vine_dynamodb_store.config import OptionsModel
+from comic_vine_dynamodb_store.config import InMemoryDedupeStoreOptions
 from comic_vine_dynamodb_store.errors import DynamoDBStoreError, StoreClosedError
 from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.models import DedupeJob, JobStatus
@@ -60,23 +60,11 @@ from comic_vine_dynamodb_store.stores.dedupe_core import (
     wait_state,
 )
 
-__all__ = ["InMemoryDedupeStore", "InMemoryDedupeStoreOptions"]
+__all__ = ["InMemoryDedupeStore"]
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class InMemoryDedupeStoreOptions(OptionsModel):
-    """Options of the in-memory dedupe store: the DynamoDB dedupe store's, without a table.
-
-    Same names, defaults and bounds as :class:`~comic_vine_dynamodb_store.config.
-    DedupeStoreOptions`, so a configuration moves between the two stores unchanged.
-    """
-
-    default_ttl_seconds: Annotated[int, Field(gt=0)] = 300
-    max_wait_time_ms: Annotated[int, Field(ge=0)] = 30_000
-    poll_interval_ms: Annotated[int, Field(gt=0)] = 100
 
 
 @dataclass(frozen=True, slots=True)
