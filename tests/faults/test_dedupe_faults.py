@@ -92,3 +92,25 @@ def test_throttling_on_register_is_a_typed_error_and_takes_nothing(
     assert len(injector.sent) == 2
     injector.default = None
     assert store.register_or_join("k").is_owner  # nothing was written
+
+
+@pytest.mark.parametrize("finish", ["complete", "fail"])
+def test_complete_and_fail_report_their_own_write_when_its_answer_was_lost(
+    make_store: Callable[..., DynamoDBDedupeStore[Any]],
+    inject: Callable[[Any], Injector],
+    finish: str,
+) -> None:
+    owner = make_store(max_retries=2)
+    waiter = make_store(max_wait_time_ms=0)
+    job = owner.register_or_join("k")
+    injector = inject(owner)
+    injector.faults = [commit_then_lose_the_answer]
+    if finish == "complete":
+        assert owner.complete("k", {"v": 1}, job_id=job.job_id) is True
+        assert waiter.wait_for("k") == {"v": 1}
+    else:
+        assert owner.fail("k", RuntimeError("boom"), job_id=job.job_id) is True
+        assert waiter.wait_for("k") is None
+    assert injector.sent == ["UpdateItem", "UpdateItem"]
+    # A second finish is still refused: the job is no longer pending.
+    assert owner.complete("k", 2, job_id=job.job_id) is False

@@ -17,13 +17,15 @@ region and endpoint at run time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from botocore.exceptions import ClientError
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -36,7 +38,18 @@ from comic_vine_dynamodb_store.keys import (
     shard_of,
 )
 
-__all__ = ["GSI1", "StoreItem"]
+__all__ = ["GSI1", "Blocked", "StoreItem"]
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked(Generic[ItemT]):
+    """Outcome of a conditional write: ``blocked`` when the condition failed, and then the
+    item that failed it (``None`` when there was no item)."""
+
+    blocked: bool
+    item: ItemT | None
 
 
 class GSI1(GlobalSecondaryIndex["StoreItem"]):  # type: ignore[no-untyped-call]
@@ -127,37 +140,46 @@ class StoreItem(Model):
     @classmethod
     def put_unless_blocked(
         cls, attributes: Mapping[str, Mapping[str, Any]], *, condition: Condition
-    ) -> Self | None:
-        """Conditional PutItem; when the condition fails, the item that blocked it, else None.
+    ) -> Blocked[Self]:
+        """Conditional PutItem that reports, when the condition fails, the item that blocked it.
 
         One request either way: the blocking item comes back with the failure
-        (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so a lost race needs no second
-        read. Sent on the connection's botocore client, because PynamoDB's error wrapper
-        drops the returned item.
+        (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so a lost race needs no second read.
         """
         values = dict(attributes)
         pk = values.pop("PK")["S"]
         sk = values.pop("SK")["S"]
+        return cls._send_unless_blocked(
+            "put_item", pk, sk, key="Item", attributes=values, condition=condition
+        )
+
+    @classmethod
+    def update_unless_blocked(
+        cls, pk: str, sk: str, *, actions: Sequence[Action], condition: Condition
+    ) -> Blocked[Self]:
+        """Conditional UpdateItem; as :meth:`put_unless_blocked`, one request either way."""
+        return cls._send_unless_blocked(
+            "update_item", pk, sk, key="Key", actions=actions, condition=condition
+        )
+
+    @classmethod
+    def _send_unless_blocked(cls, method: str, pk: str, sk: str, **kwargs: Any) -> Blocked[Self]:
+        # On the connection's botocore client: PynamoDB's error wrapper drops the item that
+        # DynamoDB returns with a failed condition.
         table = cls._get_connection()
         request = table.get_operation_kwargs(
-            pk,
-            range_key=sk,
-            key="Item",
-            attributes=values,
-            condition=condition,
-            return_values_on_condition_failure="ALL_OLD",
+            pk, range_key=sk, return_values_on_condition_failure="ALL_OLD", **kwargs
         )
         request["ReturnConsumedCapacity"] = "TOTAL"
+        client: Any = table.connection.client
         try:
-            client: Any = table.connection.client
-            client.put_item(**request)
+            getattr(client, method)(**request)
         except ClientError as exc:
-            blocking: Any = exc.response.get("Item")
-            code = exc.response.get("Error", {}).get("Code")
-            if code != "ConditionalCheckFailedException" or not blocking:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            return cls.from_raw_data(blocking)
-        return None
+            blocking: Any = exc.response.get("Item")
+            return Blocked(True, cls.from_raw_data(blocking) if blocking else None)
+        return Blocked(False, None)
 
     @classmethod
     def get_live(

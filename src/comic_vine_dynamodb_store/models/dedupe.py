@@ -26,7 +26,8 @@ class DedupeJob(StoreItem):
 
     Key: ``PK = DEDUPE#<namespace>#=<key>``, ``SK = JOB``. ``owner_token`` identifies the
     owner, ``lease_expires_at_ms`` is when a pending job may be taken over; a completed job
-    keeps its result (``data``/``encoding``) until ``ExpiresAt``.
+    keeps its result (``data``/``encoding``) until ``ExpiresAt``. ``finished_by`` is the token
+    of the ``complete``/``fail`` call that finished it, so a retried call knows its own write.
     """
 
     entity = Entity.DEDUPE
@@ -41,6 +42,7 @@ class DedupeJob(StoreItem):
     data = BinaryAttribute(attr_name="Data", legacy_encoding=False, null=True)
     encoding = UnicodeAttribute(attr_name="Enc", null=True)
     error = UnicodeAttribute(attr_name="Error", null=True)
+    finished_by = UnicodeAttribute(attr_name="FinishedBy", null=True)
 
     @classmethod
     def key_of(cls, namespace: str, key: str) -> tuple[str, str]:

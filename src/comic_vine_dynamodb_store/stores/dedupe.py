@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import TypeAdapter
-from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.exceptions import DeleteError
 from pynamodb.expressions.condition import Condition
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
@@ -119,15 +119,22 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
             lease_ms=self._lease_ms,
         )
         attributes = job.serialize()
-        blocking = self._run(
+        outcome = self._run(
             "register_or_join",
             lambda: self._jobs.put_unless_blocked(attributes, condition=self._free(now)),
             key=key,
         )
-        if blocking is None or blocking.job_id == job_id:
-            # The second case: our write committed, its answer was lost, botocore retried.
+        blocking = outcome.item
+        if not outcome.blocked:
             return Registration(job_id=job_id, is_owner=True)
-        return Registration(job_id=blocking.job_id, is_owner=False)
+        if blocking is None:  # the condition admits a missing item: DynamoDB broke its word
+            raise DynamoDBStoreError(
+                "register_or_join: condition failed without a blocking item",
+                operation="register_or_join",
+                table=self.table_name,
+            )
+        # Our own id: our write committed, its answer was lost, botocore retried.
+        return Registration(job_id=blocking.job_id, is_owner=blocking.job_id == job_id)
 
     def register(self, key: str) -> str:
         """The id of the live job for ``key``, starting one if there is none."""
@@ -181,8 +188,10 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
         jobs = self._jobs
         pk, sk = DedupeJob.key_of(self._namespace, key)
         keep_until = now + self._lease_ms
+        call_token = uuid.uuid4().hex
         actions = [
             *actions,
+            jobs.finished_by.set(call_token),
             jobs.updated_at_ms.set(now),
             jobs.expires_at_ms.set(keep_until),
             jobs.ttl.set(datetime.fromtimestamp(-(-keep_until // 1000), tz=UTC)),
@@ -197,13 +206,12 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
             condition &= jobs.job_id == job_id
 
         def update() -> bool:
-            try:
-                jobs(pk, sk).update(actions=actions, condition=condition)
-            except UpdateError as exc:
-                if is_condition_failure(exc):
-                    return False
-                raise
-            return True
+            outcome = jobs.update_unless_blocked(pk, sk, actions=actions, condition=condition)
+            # A failed condition can be our own write, applied by an attempt whose answer was
+            # lost before botocore retried: the job then carries this call's token.
+            return not outcome.blocked or (
+                outcome.item is not None and outcome.item.finished_by == call_token
+            )
 
         return self._run(operation, update, key=key)
 
