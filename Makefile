@@ -30,9 +30,10 @@ typecheck: install
 test: lint typecheck dynamodb-local
 	$(BIN)/python -m pytest
 
-# Measurements, not tests: the cache store vs raw botocore against one DynamoDB Local.
+# Measurements, not tests: costs and speed of the stores against one DynamoDB Local each.
 bench: dynamodb-local
 	$(BIN)/python bench/bench_cache.py
+	$(BIN)/python bench/bench_dedupe.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
