@@ -108,21 +108,18 @@ def test_each_entity_round_trips(endpoint: str, table_name: str) -> None:
     job = dedupe.get_live(*DedupeJob.key_of("ns", "k"), now_ms=now)
     assert (job.job_id, job.owner_token, job.status) == ("j1", "o1", "pending")
 
-    events = bound(endpoint, table_name, RateLimitEvent)
-    for start in (0, 1000, 2000):
-        event = events.build(
-            "ns", "r", slice_start_ms=start, slice_ms=1000, expires_at_ms=now + 10_000
-        )
-        event.admitted = start // 1000 + 1
-        event.save()
-    window = list(
-        events.query_live(
-            RateLimitEvent.partition_of("ns", "r"),
-            now_ms=now,
-            range_key_condition=events.sk >= RateLimitEvent.slice_sort_key(1000),
-        )
-    )
-    assert [int(e.admitted) for e in window] == [2, 3]
+    windows = bound(endpoint, table_name, RateLimitEvent)
+    windows.build(
+        "ns",
+        "r",
+        slice_ms=1000,
+        current_slice=now // 1000,
+        current=3,
+        history=[0, 5, 7],
+        expires_at_ms=now + 10_000,
+    ).save()
+    window = list(windows.query_live(RateLimitEvent.key_of("ns", "r")[0], now_ms=now))
+    assert [w.counters()[1:] for w in window] == [(3, (0, 5, 7))]
 
     stats = bound(endpoint, table_name, AdaptiveStats)
     item = stats.build("ns", "r")

@@ -50,7 +50,15 @@ def test_every_entity_lands_in_its_own_gsi1_shards() -> None:
     items = [
         CacheItem.build("ns", "k", encode_value(1), now_ms=NOW_MS, ttl_seconds=5),
         DedupeJob.build_pending("ns", "k", job_id="j", owner_token="o", now_ms=NOW_MS, lease_ms=10),
-        RateLimitEvent.build("ns", "k", slice_start_ms=0, slice_ms=1000, expires_at_ms=NOW_MS),
+        RateLimitEvent.build(
+            "ns",
+            "k",
+            slice_ms=1000,
+            current_slice=0,
+            current=0,
+            history=[],
+            expires_at_ms=NOW_MS,
+        ),
         AdaptiveStats.build("ns", "k"),
     ]
     tags = ["CACHE", "DEDUPE", "RATELIMIT", "ADAPTIVE"]
@@ -73,12 +81,16 @@ def test_dedupe_job_starts_pending_with_its_lease_as_expiry() -> None:
         DedupeJob.build_pending("", "k", job_id="j", owner_token="o", now_ms=NOW_MS, lease_ms=0)
 
 
-def test_rate_limit_slices_sort_by_time() -> None:
-    keys = [RateLimitEvent.slice_sort_key(start) for start in (5, 1000, 999_999, 10**12)]
-    assert keys == sorted(keys)
-    assert RateLimitEvent.key_of("", "issues", 1000) == (
-        "RATELIMIT##=issues",
-        "SLICE#000000000001000",
+def test_a_rate_limit_window_is_one_item_per_resource() -> None:
+    assert RateLimitEvent.key_of("", "issues") == ("RATELIMIT##=issues", "WINDOW")
+    window = RateLimitEvent.build(
+        "",
+        "issues",
+        slice_ms=1000,
+        current_slice=NOW_MS // 1000,
+        current=4,
+        history=[1, 2],
+        expires_at_ms=NOW_MS + 61_000,
     )
-    with pytest.raises(ValueError, match="slice_ms"):
-        RateLimitEvent.build("", "r", slice_start_ms=0, slice_ms=0, expires_at_ms=1)
+    assert window.counters() == (NOW_MS // 1000, 4, (1, 2))
+    assert window.expires_at_ms_int == NOW_MS + 61_000

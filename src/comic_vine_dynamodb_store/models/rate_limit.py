@@ -1,56 +1,45 @@
-"""``RateLimitEvent``: the admissions of one resource in one time slice, as counters.
+"""``RateLimitEvent``: the admissions of one resource in its current window, as counters.
 
-One item per (resource, slice), not one per request: a check sums a bounded number of slice
-counters, so its cost does not grow with the limit (the TypeScript original stored one item per
-request and counted them on every check).
+One item per resource (not one per request, not one per slice): the count of the current time
+slice and the final counts of the slices before it (see ``stores.rate_limit_core``). An
+admission is then one conditional UpdateItem on one small item, whose size, and so whose
+consumed capacity, depends on the number of slices (at most 61), never on the limit; the
+TypeScript original stored one item per request and counted them on every check.
 """
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Self, cast
 
-from pynamodb.attributes import NumberAttribute
+from pynamodb.attributes import ListAttribute, NumberAttribute
 
 from comic_vine_dynamodb_store.keys import Entity, partition_key
 from comic_vine_dynamodb_store.models.base import StoreItem
 
 __all__ = ["RateLimitEvent"]
 
-_SLICE_DIGITS = 15
-
 
 class RateLimitEvent(StoreItem):
-    """Counters of one resource's slice starting at ``slice_start_ms``.
+    """The window of one resource.
 
-    Key: ``PK = RATELIMIT#<namespace>#=<resource>``, ``SK = SLICE#<start ms, zero-padded>``, so
-    a resource's slices sort by time and one Query reads a whole window.
+    Key: ``PK = RATELIMIT#<namespace>#=<resource>``, ``SK = WINDOW``. ``SliceMs`` records the
+    layout the counters were made for: a writer with another layout (a changed window)
+    starts the window afresh. ``ExpiresAt`` is when every counted admission has left the
+    window, so an idle resource's item expires on its own.
     """
 
     entity = Entity.RATE_LIMIT
-    SLICE_PREFIX = "SLICE#"
+    WINDOW_SORT_KEY = "WINDOW"
 
-    slice_start_ms = NumberAttribute(attr_name="SliceStart")
     slice_ms = NumberAttribute(attr_name="SliceMs")
-    admitted = NumberAttribute(attr_name="Count", default=0)
-    user_count = NumberAttribute(attr_name="UserCount", default=0)
-    background_count = NumberAttribute(attr_name="BackgroundCount", default=0)
+    current_slice = NumberAttribute(attr_name="CurSlice")
+    current = NumberAttribute(attr_name="Cur", default=0)
+    history = ListAttribute(of=NumberAttribute, attr_name="Hist", default=list)
 
     @classmethod
-    def partition_of(cls, namespace: str, resource: str) -> str:
-        """The PK holding every slice of ``resource``."""
-        return partition_key(cls.entity, namespace, resource)
-
-    @classmethod
-    def slice_sort_key(cls, slice_start_ms: int) -> str:
-        """SK of the slice starting at ``slice_start_ms``; string order is time order."""
-        if slice_start_ms < 0:
-            raise ValueError("slice_start_ms must not be negative")
-        return f"{cls.SLICE_PREFIX}{slice_start_ms:0{_SLICE_DIGITS}d}"
-
-    @classmethod
-    def key_of(cls, namespace: str, resource: str, slice_start_ms: int) -> tuple[str, str]:
-        """The ``(PK, SK)`` of one slice of ``resource``."""
-        return cls.partition_of(namespace, resource), cls.slice_sort_key(slice_start_ms)
+    def key_of(cls, namespace: str, resource: str) -> tuple[str, str]:
+        """The ``(PK, SK)`` of ``resource``'s window."""
+        return partition_key(cls.entity, namespace, resource), cls.WINDOW_SORT_KEY
 
     @classmethod
     def build(
@@ -58,15 +47,30 @@ class RateLimitEvent(StoreItem):
         namespace: str,
         resource: str,
         *,
-        slice_start_ms: int,
         slice_ms: int,
+        current_slice: int,
+        current: int,
+        history: list[int],
         expires_at_ms: int,
     ) -> Self:
-        """An empty slice, kept until ``expires_at_ms`` (when no window can include it)."""
-        if slice_ms <= 0:
-            raise ValueError(f"slice_ms must be > 0, got {slice_ms}")
-        pk, sk = cls.key_of(namespace, resource, slice_start_ms)
-        item = cls(pk, sk, slice_start_ms=slice_start_ms, slice_ms=slice_ms)
+        """The item holding these counters, expiring at ``expires_at_ms``."""
+        pk, sk = cls.key_of(namespace, resource)
+        item = cls(
+            pk,
+            sk,
+            slice_ms=slice_ms,
+            current_slice=current_slice,
+            current=current,
+            history=history,
+        )
         item.set_expiry(expires_at_ms)
         item.index_under(namespace)
         return item
+
+    def counters(self) -> tuple[int, int, tuple[int, ...]]:
+        """``(current_slice, current, history)`` as plain ints."""
+        return (
+            int(self.current_slice),
+            int(self.current),
+            tuple(int(cast(float, count)) for count in self.history),
+        )
