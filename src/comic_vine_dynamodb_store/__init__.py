@@ -54,6 +54,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
 from comic_vine_dynamodb_store.stores.memory_dedupe import InMemoryDedupeStore
+from comic_vine_dynamodb_store.stores.rate_limit import DynamoDBRateLimitStore
 from comic_vine_dynamodb_store.table import TableMismatch, create_table, verify_table
 
 __version__ = "0.1.0"
@@ -77,6 +78,7 @@ __all__ = [
     "DedupeStoreOptions",
     "DynamoDBCacheStore",
     "DynamoDBDedupeStore",
+    "DynamoDBRateLimitStore",
     "DynamoDBStoreError",
     "HealthCheckOptions",
     "HealthCheckResult",

@@ -112,6 +112,7 @@ def test_each_entity_round_trips(endpoint: str, table_name: str) -> None:
     windows.build(
         "ns",
         "r",
+        window_ms=3000,
         slice_ms=1000,
         current_slice=now // 1000,
         current=3,

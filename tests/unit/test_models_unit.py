@@ -53,6 +53,7 @@ def test_every_entity_lands_in_its_own_gsi1_shards() -> None:
         RateLimitEvent.build(
             "ns",
             "k",
+            window_ms=60_000,
             slice_ms=1000,
             current_slice=0,
             current=0,
@@ -86,6 +87,7 @@ def test_a_rate_limit_window_is_one_item_per_resource() -> None:
     window = RateLimitEvent.build(
         "",
         "issues",
+        window_ms=60_000,
         slice_ms=1000,
         current_slice=NOW_MS // 1000,
         current=4,

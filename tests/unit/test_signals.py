@@ -18,7 +18,7 @@ def test_every_signal_is_in_the_catalogue_and_its_docstring() -> None:
     doc = signals.__doc__ or ""
     for name in ("operation_completed", "cache_hit", "cache_miss", "cache_decode_error"):
         assert f"``{name}``" in doc
-    for name in ("circuit_state_changed", "request_retried"):
+    for name in ("circuit_state_changed", "request_retried", "rate_limited"):
         assert f"``{name}``" in doc
 
 

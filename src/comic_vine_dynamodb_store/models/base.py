@@ -46,7 +46,8 @@ ItemT = TypeVar("ItemT")
 @dataclass(frozen=True, slots=True)
 class Blocked(Generic[ItemT]):
     """Outcome of a conditional write: ``blocked`` when the condition failed, and then the
-    item that failed it (``None`` when there was no item)."""
+    item that failed it (``None`` when there was no item); otherwise the item as written,
+    when it was asked for."""
 
     blocked: bool
     item: ItemT | None
@@ -155,11 +156,21 @@ class StoreItem(Model):
 
     @classmethod
     def update_unless_blocked(
-        cls, pk: str, sk: str, *, actions: Sequence[Action], condition: Condition
+        cls,
+        pk: str,
+        sk: str,
+        *,
+        actions: Sequence[Action],
+        condition: Condition,
+        return_new: bool = False,
     ) -> Blocked[Self]:
-        """Conditional UpdateItem; as :meth:`put_unless_blocked`, one request either way."""
+        """Conditional UpdateItem; as :meth:`put_unless_blocked`, one request either way.
+
+        With ``return_new``, a write that went through reports the item as it now is.
+        """
+        extra = {"return_values": "ALL_NEW"} if return_new else {}
         return cls._send_unless_blocked(
-            "update_item", pk, sk, key="Key", actions=actions, condition=condition
+            "update_item", pk, sk, key="Key", actions=actions, condition=condition, **extra
         )
 
     @classmethod
@@ -173,13 +184,14 @@ class StoreItem(Model):
         request["ReturnConsumedCapacity"] = "TOTAL"
         client: Any = table.connection.client
         try:
-            getattr(client, method)(**request)
+            response = getattr(client, method)(**request)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             blocking: Any = exc.response.get("Item")
             return Blocked(True, cls.from_raw_data(blocking) if blocking else None)
-        return Blocked(False, None)
+        written = response.get("Attributes")
+        return Blocked(False, cls.from_raw_data(written) if written else None)
 
     @classmethod
     def get_live(

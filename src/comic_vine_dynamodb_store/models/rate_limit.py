@@ -22,8 +22,8 @@ __all__ = ["RateLimitEvent"]
 class RateLimitEvent(StoreItem):
     """The window of one resource.
 
-    Key: ``PK = RATELIMIT#<namespace>#=<resource>``, ``SK = WINDOW``. ``SliceMs`` records the
-    layout the counters were made for: a writer with another layout (a changed window)
+    Key: ``PK = RATELIMIT#<namespace>#=<resource>``, ``SK = WINDOW``. ``WindowMs`` and
+    ``SliceMs`` record the layout the counters were made for: a writer with another window
     starts the window afresh. ``ExpiresAt`` is when every counted admission has left the
     window, so an idle resource's item expires on its own.
     """
@@ -31,6 +31,7 @@ class RateLimitEvent(StoreItem):
     entity = Entity.RATE_LIMIT
     WINDOW_SORT_KEY = "WINDOW"
 
+    window_ms = NumberAttribute(attr_name="WindowMs")
     slice_ms = NumberAttribute(attr_name="SliceMs")
     current_slice = NumberAttribute(attr_name="CurSlice")
     current = NumberAttribute(attr_name="Cur", default=0)
@@ -47,6 +48,7 @@ class RateLimitEvent(StoreItem):
         namespace: str,
         resource: str,
         *,
+        window_ms: int,
         slice_ms: int,
         current_slice: int,
         current: int,
@@ -58,6 +60,7 @@ class RateLimitEvent(StoreItem):
         item = cls(
             pk,
             sk,
+            window_ms=window_ms,
             slice_ms=slice_ms,
             current_slice=current_slice,
             current=current,

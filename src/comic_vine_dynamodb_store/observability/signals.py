@@ -28,6 +28,8 @@ signal                      payload                fires
 ``cache_miss``              :class:`CacheEvent`    ``get`` found nothing live
 ``cache_decode_error``      :class:`CacheEvent`    stored bytes did not decode or validate
                                                      (the ``get`` reports a miss)
+``rate_limited``            :class:`RateLimitedEvent`  ``acquire`` refused a request (the window
+                                                     was full)
 ``circuit_state_changed``   :class:`CircuitEvent`  the breaker moved between closed, open and
                                                      half-open
 ``request_retried``         :class:`RetryEvent`    botocore is about to retry a request
@@ -50,12 +52,14 @@ __all__ = [
     "CacheEvent",
     "CircuitEvent",
     "OperationEvent",
+    "RateLimitedEvent",
     "RetryEvent",
     "cache_decode_error",
     "cache_hit",
     "cache_miss",
     "circuit_state_changed",
     "operation_completed",
+    "rate_limited",
     "request_retried",
     "send",
 ]
@@ -72,6 +76,9 @@ cache_miss = namespace.signal("cache-miss", doc="A cache get found nothing live 
 cache_decode_error = namespace.signal(
     "cache-decode-error", doc="Stored cache bytes did not decode; reported as a miss."
 )
+rate_limited = namespace.signal(
+    "rate-limited", doc="An acquire was refused: the window is full (RateLimitedEvent)."
+)
 circuit_state_changed = namespace.signal(
     "circuit-state-changed", doc="The circuit breaker changed state (CircuitEvent)."
 )
@@ -84,6 +91,7 @@ ALL_SIGNALS: tuple[NamedSignal, ...] = (
     cache_hit,
     cache_miss,
     cache_decode_error,
+    rate_limited,
     circuit_state_changed,
     request_retried,
 )
@@ -121,6 +129,19 @@ class CacheEvent:
     table: str
     key: str
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitedEvent:
+    """``acquire`` refused a request for ``resource``; one may go after ``wait_ms``."""
+
+    store: str
+    table: str
+    resource: str
+    limit: int
+    window_ms: int
+    wait_ms: int
+    priority: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
 from comic_vine_dynamodb_store.stores.memory_dedupe import InMemoryDedupeStore
+from comic_vine_dynamodb_store.stores.rate_limit import DynamoDBRateLimitStore
 
 __all__ = [
     "AdaptiveRateLimitStore",
@@ -17,6 +18,7 @@ __all__ = [
     "DedupeStore",
     "DynamoDBCacheStore",
     "DynamoDBDedupeStore",
+    "DynamoDBRateLimitStore",
     "InMemoryCacheStore",
     "InMemoryDedupeStore",
     "RateLimitStore",

@@ -1,0 +1,363 @@
+"""``DynamoDBRateLimitStore``: one sliding window per resource, shared by every process.
+
+The window math (slices, what is counted, the over/under-admission bound) is in
+:mod:`.rate_limit_core`. Here each resource's counters are one item, and every change is one
+conditional UpdateItem:
+
+* **admit** into the current slice: ``ADD Cur 1`` if ``CurSlice`` is still the slice the caller
+  counted against and ``Cur < limit - frozen history`` (the history cannot change while
+  ``CurSlice`` stays, so the condition covers the whole window);
+* **roll over** to a new slice: a compare-and-set on ``(CurSlice, Cur)`` that freezes the old
+  current count into the history and admits into the new slice in the same write.
+
+A failed condition returns the item (``ALL_OLD``), so the caller learns the new state from the
+same request, and tries again (roll-overs race once per slice; a refusal is final when the
+returned counters fill the window). Each store remembers the last state it saw per resource:
+counts only grow within a slice, so when that state already fills the window, ``acquire``
+refuses with no request at all.
+
+Costs: ``acquire``/``record`` 1 UpdateItem in the steady state (1 more when a slice rolls over
+and another process got there first), ``can_proceed``/``get_status``/``get_wait_time`` 1
+consistent GetItem, ``reset`` 1 DeleteItem. The item holds at most 61 counters, so consumed
+capacity does not grow with the limit.
+
+All processes must configure a resource alike: a writer with another window length resets the
+resource's window.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar, cast
+
+from pynamodb.exceptions import DeleteError
+from pynamodb.expressions.condition import Condition
+
+from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
+from comic_vine_dynamodb_store.config import RateLimitConfig, RateLimitStoreOptions
+from comic_vine_dynamodb_store.errors import ConfigurationError
+from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
+from comic_vine_dynamodb_store.models import RateLimitEvent
+from comic_vine_dynamodb_store.observability import signals
+from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
+from comic_vine_dynamodb_store.stores.base import DynamoDBStore
+from comic_vine_dynamodb_store.stores.contracts import RateLimitStats, RateLimitStatus
+from comic_vine_dynamodb_store.stores.rate_limit_core import (
+    SliceLayout,
+    WindowState,
+    counted,
+    fresh_state,
+    history_allowance,
+    reset_ms,
+    roll,
+    room,
+    wait_ms,
+)
+
+__all__ = ["DynamoDBRateLimitStore"]
+
+_MAX_ATTEMPTS = 8
+
+
+def _as_config(config: RateLimitConfig | Mapping[str, Any]) -> RateLimitConfig:
+    if isinstance(config, RateLimitConfig):
+        return config
+    if isinstance(config, Mapping):
+        return RateLimitConfig(**config)
+    raise ConfigurationError("config must be a RateLimitConfig or a mapping", field="config")
+
+
+class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
+    """A sliding-window limit per resource: ``limit`` admissions per ``window_ms``.
+
+    ``default_config`` (200 per 60 s) applies to every resource without an entry in
+    ``resource_configs``; :meth:`set_resource_config` changes one at run time (in this store;
+    other processes need the same setting).
+    """
+
+    options_model: ClassVar[type[RateLimitStoreOptions]] = RateLimitStoreOptions
+    store_name: ClassVar[str] = "rate_limit"
+    item_model: ClassVar[type[RateLimitEvent]] = RateLimitEvent
+
+    def __init__(
+        self,
+        *,
+        options: RateLimitStoreOptions | None = None,
+        clock: Clock = system_clock_ms,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(options=options, clock=clock, **kwargs)
+        self._windows = self._model(RateLimitEvent)
+        self._configs: dict[str, RateLimitConfig] = dict(self.options.resource_configs)
+        self._known: dict[str, tuple[SliceLayout, WindowState]] = {}
+        self._lock = threading.Lock()
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def set_resource_config(
+        self, resource: str, config: RateLimitConfig | Mapping[str, Any]
+    ) -> None:
+        """Use ``config`` for ``resource`` from now on (validated first)."""
+        validate_key(resource, what="resource")
+        checked = _as_config(config)
+        with self._lock:
+            self._configs[resource] = checked
+
+    def get_resource_config(self, resource: str) -> RateLimitConfig:
+        """The config in force for ``resource``."""
+        return self._configs.get(resource, self.options.default_config)
+
+    @property
+    def resource_configs(self) -> dict[str, RateLimitConfig]:
+        """A copy of the per-resource overrides."""
+        with self._lock:
+            return dict(self._configs)
+
+    # -- admission -------------------------------------------------------------------------
+
+    def acquire(self, resource: str) -> bool:
+        """Admit one request if the window has room, recording it in the same write."""
+        return self._count(resource, "acquire", enforce=True)
+
+    def record(self, resource: str) -> None:
+        """Count one request whether or not the window has room."""
+        self._count(resource, "record", enforce=False)
+
+    def _count(self, resource: str, operation: str, *, enforce: bool) -> bool:
+        validate_key(resource, what="resource")
+        config = self.get_resource_config(resource)
+        layout = SliceLayout.for_window(config.window_ms)
+        state = self._remembered(resource, layout)
+        windows = self._windows
+        pk, sk = RateLimitEvent.key_of(self._namespace, resource)
+        for _ in range(_MAX_ATTEMPTS):
+            now = self._now_ms()
+            current = layout.slice_of(layout.effective_now(state, now))
+            if enforce and (config.limit <= 0 or room(state, layout, config.limit, now) <= 0):
+                return self._refuse(resource, config, layout, state, now)
+            if state is None:
+                created = WindowState(current, 1, fresh_state(layout, current).history)
+                item = windows.build(
+                    self._namespace,
+                    resource,
+                    window_ms=layout.window_ms,
+                    slice_ms=layout.slice_ms,
+                    current_slice=created.current_slice,
+                    current=created.current,
+                    history=list(created.history),
+                    expires_at_ms=_window_expiry(layout, created),
+                )
+                attributes = item.serialize()
+                outcome = self._run(
+                    operation,
+                    functools.partial(
+                        windows.put_unless_blocked,
+                        attributes,
+                        condition=self._replaceable(layout, now),
+                    ),
+                    key=resource,
+                )
+                if not outcome.blocked:
+                    return self._remember(resource, layout, created)
+            else:
+                rolled = roll(state, layout, current)
+                if rolled.current_slice == state.current_slice:
+                    condition = (windows.current_slice == current) & (
+                        windows.window_ms == layout.window_ms
+                    )
+                    if enforce:
+                        allowance = history_allowance(rolled, layout, config.limit, now)
+                        condition &= windows.current < allowance
+                    actions = [windows.current.add(1)]
+                else:
+                    admitted = WindowState(current, 1, rolled.history)
+                    condition = (
+                        (windows.current_slice == state.current_slice)
+                        & (windows.current == state.current)
+                        & (windows.window_ms == layout.window_ms)
+                    )
+                    actions = self._rollover_actions(layout, admitted)
+                outcome = self._run(
+                    operation,
+                    functools.partial(
+                        windows.update_unless_blocked,
+                        pk,
+                        sk,
+                        actions=actions,
+                        condition=condition,
+                        return_new=True,
+                    ),
+                    key=resource,
+                )
+                if not outcome.blocked:
+                    written = self._state_of(outcome.item, layout)
+                    if written is not None:
+                        self._remember(resource, layout, written)
+                    return True
+            # Someone else wrote first: learn their state from the failure and decide again.
+            state = self._state_of(outcome.item, layout)
+            self._remember(resource, layout, state)
+        # Still racing after every attempt: refusing is the side that never over-admits.
+        return self._refuse(resource, config, layout, state, self._now_ms()) if enforce else False
+
+    def _rollover_actions(self, layout: SliceLayout, admitted: WindowState) -> list[Any]:
+        windows = self._windows
+        expires = _window_expiry(layout, admitted)
+        return [
+            windows.current_slice.set(admitted.current_slice),
+            windows.current.set(admitted.current),
+            windows.history.set(cast(Any, list(admitted.history))),
+            windows.expires_at_ms.set(expires),
+            windows.ttl.set(datetime.fromtimestamp(-(-expires // 1000), tz=UTC)),
+            windows.gsi1sk.set(expiry_sort_key(expires)),
+        ]
+
+    def _replaceable(self, layout: SliceLayout, now: int) -> Condition:
+        """A new window may be written over: nothing, a dead window, or another layout."""
+        windows = self._windows
+        free = (
+            windows.pk.does_not_exist()
+            | (windows.expires_at_ms <= now)
+            | (windows.window_ms != layout.window_ms)
+        )
+        return cast(Condition, free)
+
+    def _refuse(
+        self,
+        resource: str,
+        config: RateLimitConfig,
+        layout: SliceLayout,
+        state: WindowState | None,
+        now: int,
+    ) -> bool:
+        signals.send(
+            signals.rate_limited,
+            self,
+            lambda: signals.RateLimitedEvent(
+                store=self.store_name,
+                table=self.table_name,
+                resource=resource,
+                limit=config.limit,
+                window_ms=config.window_ms,
+                wait_ms=wait_ms(state, layout, config.limit, now),
+            ),
+        )
+        return False
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _remembered(self, resource: str, layout: SliceLayout) -> WindowState | None:
+        known = self._known.get(resource)
+        return known[1] if known is not None and known[0] == layout else None
+
+    def _remember(self, resource: str, layout: SliceLayout, state: WindowState | None) -> bool:
+        if state is None:
+            self._known.pop(resource, None)
+        else:
+            self._known[resource] = (layout, state)
+        return True
+
+    @staticmethod
+    def _state_of(item: RateLimitEvent | None, layout: SliceLayout) -> WindowState | None:
+        if item is None or int(item.window_ms) != layout.window_ms:
+            return None
+        current_slice, current, history = item.counters()
+        if len(history) != layout.history_slices:
+            return None
+        return WindowState(current_slice, current, history)
+
+    def _read(self, operation: str, resource: str) -> tuple[RateLimitConfig, SliceLayout, Any]:
+        validate_key(resource, what="resource")
+        config = self.get_resource_config(resource)
+        layout = SliceLayout.for_window(config.window_ms)
+        pk, sk = RateLimitEvent.key_of(self._namespace, resource)
+
+        def get() -> RateLimitEvent | None:
+            try:
+                return self._windows.get(pk, sk, consistent_read=True)
+            except self._windows.DoesNotExist:
+                return None
+
+        state = self._state_of(self._run(operation, get, key=resource), layout)
+        self._remember(resource, layout, state)
+        return config, layout, state
+
+    # -- reading -------------------------------------------------------------------------
+
+    def can_proceed(self, resource: str) -> bool:
+        """True if a request may go now (one read; nothing is recorded)."""
+        config, layout, state = self._read("can_proceed", resource)
+        return config.limit > 0 and room(state, layout, config.limit, self._now_ms()) > 0
+
+    def get_status(self, resource: str) -> RateLimitStatus:
+        """Admissions left, when the counted ones have all left the window, and the limit."""
+        config, layout, state = self._read("get_status", resource)
+        now = self._now_ms()
+        return RateLimitStatus(
+            remaining=room(state, layout, config.limit, now),
+            reset_time=datetime.fromtimestamp(reset_ms(state, layout, now) / 1000, tz=UTC),
+            limit=config.limit,
+        )
+
+    def get_wait_time(self, resource: str) -> int:
+        """Milliseconds until a request may proceed; 0 when it may now."""
+        config, layout, state = self._read("get_wait_time", resource)
+        return wait_ms(state, layout, config.limit, self._now_ms())
+
+    def reset(self, resource: str) -> None:
+        """Forget every admission of ``resource``."""
+        validate_key(resource, what="resource")
+        pk, sk = RateLimitEvent.key_of(self._namespace, resource)
+        self._run("reset", self._windows(pk, sk).delete, key=resource)
+        self._known.pop(resource, None)
+
+    # -- store-wide ----------------------------------------------------------------------
+
+    def get_stats(self) -> RateLimitStats:
+        """Resources with a window, those with admissions still counted, and how many."""
+        now = self._now_ms()
+
+        def count() -> RateLimitStats:
+            total = active = requests = 0
+            for window in self._windows.iter_index(self._namespace):
+                total += 1
+                layout = _layout_of(window)
+                in_window = counted(WindowState(*window.counters()), layout, now)
+                active += in_window > 0
+                requests += in_window
+            return RateLimitStats(
+                total_resources=total, active_resources=active, total_requests=requests
+            )
+
+        return self._run("get_stats", count, bounded=False)
+
+    def cleanup(self) -> int:
+        """Remove windows whose admissions have all left; returns how many."""
+        now = self._now_ms()
+
+        def remove_expired() -> int:
+            removed = 0
+            for window in self._windows.iter_index(self._namespace, expired_at_ms=now):
+                try:
+                    window.delete(condition=self._windows.expires_at_ms <= now)
+                except DeleteError as exc:
+                    if not is_condition_failure(exc):
+                        raise
+                else:
+                    removed += 1
+            return removed
+
+        return self._run("cleanup", remove_expired, bounded=False)
+
+
+def _window_expiry(layout: SliceLayout, state: WindowState) -> int:
+    """When the newest counters of ``state`` leave the window (the item's ``ExpiresAt``)."""
+    return (state.current_slice + 1) * layout.slice_ms + layout.window_ms
+
+
+def _layout_of(window: RateLimitEvent) -> SliceLayout:
+    # The item's own layout, whatever the config of this store says now.
+    return SliceLayout.for_window(int(window.window_ms))
