@@ -34,6 +34,7 @@ test: lint typecheck dynamodb-local
 bench: dynamodb-local
 	$(BIN)/python bench/bench_cache.py
 	$(BIN)/python bench/bench_dedupe.py
+	$(BIN)/python bench/bench_rate_limit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info

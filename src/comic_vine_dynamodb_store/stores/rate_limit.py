@@ -16,10 +16,17 @@ returned counters fill the window). Each store remembers the last state it saw p
 counts only grow within a slice, so when that state already fills the window, ``acquire``
 refuses with no request at all.
 
-Costs: ``acquire``/``record`` 1 UpdateItem in the steady state (1 more when a slice rolls over
-and another process got there first), ``can_proceed``/``get_status``/``get_wait_time`` 1
+Costs: ``acquire``/``record`` 1 UpdateItem in the steady state; at most 2 when the slice rolls
+over and the state this store last saw is out of date (another process rolled the slice or
+admitted since; busy processes pay this once per slice), and on a store's first call for a
+resource that already has a window. ``can_proceed``/``get_status``/``get_wait_time`` 1
 consistent GetItem, ``reset`` 1 DeleteItem. The item holds at most 61 counters, so consumed
 capacity does not grow with the limit.
+
+Refusals from remembered counts are free but can be stale in one direction only: after a
+``reset`` (or counts that left early) in another process, this store keeps refusing until its
+remembered admissions leave the window or a read (``can_proceed``, ``get_status``,
+``get_wait_time``) refreshes them. That under-admits; it never over-admits.
 
 All processes must configure a resource alike: a writer with another window length resets the
 resource's window.
