@@ -15,6 +15,7 @@ from comic_vine_dynamodb_store.config import (
     HealthCheckOptions,
     InMemoryCacheStoreOptions,
     InMemoryDedupeStoreOptions,
+    InMemoryRateLimitStoreOptions,
     LoggingOptions,
     MonitoringOptions,
     PerformanceOptions,
@@ -54,6 +55,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
 from comic_vine_dynamodb_store.stores.memory_dedupe import InMemoryDedupeStore
+from comic_vine_dynamodb_store.stores.memory_rate_limit import InMemoryRateLimitStore
 from comic_vine_dynamodb_store.stores.rate_limit import DynamoDBRateLimitStore
 from comic_vine_dynamodb_store.table import TableMismatch, create_table, verify_table
 
@@ -86,6 +88,8 @@ __all__ = [
     "InMemoryCacheStoreOptions",
     "InMemoryDedupeStore",
     "InMemoryDedupeStoreOptions",
+    "InMemoryRateLimitStore",
+    "InMemoryRateLimitStoreOptions",
     "InvalidKeyError",
     "ItemTooLargeError",
     "LocalDynamoDBError",

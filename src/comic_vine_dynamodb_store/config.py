@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
 import botocore.session
@@ -30,6 +31,7 @@ __all__ = [
     "HealthCheckOptions",
     "InMemoryCacheStoreOptions",
     "InMemoryDedupeStoreOptions",
+    "InMemoryRateLimitStoreOptions",
     "LoggingOptions",
     "MonitoringOptions",
     "OptionsModel",
@@ -37,6 +39,7 @@ __all__ = [
     "RateLimitConfig",
     "RateLimitStoreOptions",
     "StoreOptions",
+    "as_rate_limit_config",
 ]
 
 DEFAULT_TABLE_NAME = "comic-vine-store"
@@ -227,6 +230,22 @@ class RateLimitConfig(OptionsModel):
 
     limit: NonNegativeInt = 200
     window_ms: PositiveInt = 60_000
+
+
+def as_rate_limit_config(config: RateLimitConfig | Mapping[str, Any]) -> RateLimitConfig:
+    """``config`` as a validated :class:`RateLimitConfig` (a mapping is validated into one)."""
+    if isinstance(config, RateLimitConfig):
+        return config
+    if isinstance(config, Mapping):
+        return RateLimitConfig(**config)
+    raise ConfigurationError("config must be a RateLimitConfig or a mapping", field="config")
+
+
+class InMemoryRateLimitStoreOptions(OptionsModel):
+    """Options of the in-memory rate-limit store: the DynamoDB store's limits, no table."""
+
+    default_config: RateLimitConfig = RateLimitConfig()
+    resource_configs: dict[str, RateLimitConfig] = Field(default_factory=dict)
 
 
 class RateLimitStoreOptions(StoreOptions):

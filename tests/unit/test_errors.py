@@ -24,6 +24,8 @@ from comic_vine_dynamodb_store.stores import (
     dedupe,
     memory_cache,
     memory_dedupe,
+    memory_rate_limit,
+    rate_limit,
 )
 
 
@@ -79,7 +81,15 @@ def test_top_level_all_lists_every_public_error_and_option() -> None:
     exported = set(package.__all__)
     assert _public_classes(errors) <= exported
     assert _public_classes(config) - {"OptionsModel"} <= exported
-    for module in (contracts, cache, dedupe, memory_cache, memory_dedupe):
+    for module in (
+        contracts,
+        cache,
+        dedupe,
+        memory_cache,
+        memory_dedupe,
+        memory_rate_limit,
+        rate_limit,
+    ):
         assert _public_classes(module) <= exported, module.__name__
     for name in package.__all__:
         assert hasattr(package, name), name

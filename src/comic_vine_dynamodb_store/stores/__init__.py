@@ -10,6 +10,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
 from comic_vine_dynamodb_store.stores.memory_dedupe import InMemoryDedupeStore
+from comic_vine_dynamodb_store.stores.memory_rate_limit import InMemoryRateLimitStore
 from comic_vine_dynamodb_store.stores.rate_limit import DynamoDBRateLimitStore
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "DynamoDBRateLimitStore",
     "InMemoryCacheStore",
     "InMemoryDedupeStore",
+    "InMemoryRateLimitStore",
     "RateLimitStore",
 ]

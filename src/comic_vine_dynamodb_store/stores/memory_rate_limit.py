@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from pydantic import Field
-
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
-from comic_vine_dynamodb_store.config import OptionsModel, RateLimitConfig
-from comic_vine_dynamodb_store.errors import ConfigurationError, StoreClosedError
+from comic_vine_dynamodb_store.config import (
+    InMemoryRateLimitStoreOptions,
+    RateLimitConfig,
+    as_rate_limit_config,
+)
+from comic_vine_dynamodb_store.errors import StoreClosedError
 from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.base import ClosingContext
@@ -48,26 +50,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
     RateLimitStatus,
 )
 
-__all__ = ["InMemoryRateLimitStore", "InMemoryRateLimitStoreOptions"]
-
-
-class InMemoryRateLimitStoreOptions(OptionsModel):
-    """Options of the in-memory rate-limit store: the DynamoDB store's limits, without a table.
-
-    (Defined here for now; it belongs in :mod:`comic_vine_dynamodb_store.config` with the
-    other options models.)
-    """
-
-    default_config: RateLimitConfig = RateLimitConfig()
-    resource_configs: dict[str, RateLimitConfig] = Field(default_factory=dict)
-
-
-def _as_config(config: RateLimitConfig | Mapping[str, Any]) -> RateLimitConfig:
-    if isinstance(config, RateLimitConfig):
-        return config
-    if isinstance(config, Mapping):
-        return RateLimitConfig(**config)
-    raise ConfigurationError("config must be a RateLimitConfig or a mapping", field="config")
+__all__ = ["InMemoryRateLimitStore"]
 
 
 @dataclass(slots=True)
@@ -133,7 +116,7 @@ class InMemoryRateLimitStore(ClosingContext):
     ) -> None:
         """Use ``config`` for ``resource`` from now on (validated first)."""
         validate_key(resource, what="resource")
-        checked = _as_config(config)
+        checked = as_rate_limit_config(config)
         with self._lock:
             self._configs[resource] = checked
 

@@ -23,10 +23,10 @@ resource that already has a window. ``can_proceed``/``get_status``/``get_wait_ti
 consistent GetItem, ``reset`` 1 DeleteItem. The item holds at most 61 counters, so consumed
 capacity does not grow with the limit.
 
-Refusals from remembered counts are free but can be stale in one direction only: after a
-``reset`` (or counts that left early) in another process, this store keeps refusing until its
-remembered admissions leave the window or a read (``can_proceed``, ``get_status``,
-``get_wait_time``) refreshes them. That under-admits; it never over-admits.
+Refusals from remembered counts are free while those counts are less than one slice old;
+older ones are refreshed by one read before refusing. So a ``reset`` in another process is
+seen within one slice (the only way remembered counts can be too high), and a store hammering
+a full window sends at most one request per slice.
 
 All processes must configure a resource alike: a writer with another window length resets the
 resource's window.
@@ -44,8 +44,11 @@ from pynamodb.exceptions import DeleteError
 from pynamodb.expressions.condition import Condition
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
-from comic_vine_dynamodb_store.config import RateLimitConfig, RateLimitStoreOptions
-from comic_vine_dynamodb_store.errors import ConfigurationError
+from comic_vine_dynamodb_store.config import (
+    RateLimitConfig,
+    RateLimitStoreOptions,
+    as_rate_limit_config,
+)
 from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import RateLimitEvent
 from comic_vine_dynamodb_store.observability import signals
@@ -67,14 +70,6 @@ from comic_vine_dynamodb_store.stores.rate_limit_core import (
 __all__ = ["DynamoDBRateLimitStore"]
 
 _MAX_ATTEMPTS = 8
-
-
-def _as_config(config: RateLimitConfig | Mapping[str, Any]) -> RateLimitConfig:
-    if isinstance(config, RateLimitConfig):
-        return config
-    if isinstance(config, Mapping):
-        return RateLimitConfig(**config)
-    raise ConfigurationError("config must be a RateLimitConfig or a mapping", field="config")
 
 
 class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
@@ -99,7 +94,7 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
         super().__init__(options=options, clock=clock, **kwargs)
         self._windows = self._model(RateLimitEvent)
         self._configs: dict[str, RateLimitConfig] = dict(self.options.resource_configs)
-        self._known: dict[str, tuple[SliceLayout, WindowState]] = {}
+        self._known: dict[str, tuple[SliceLayout, WindowState, int]] = {}
         self._lock = threading.Lock()
 
     # -- configuration ---------------------------------------------------------------------
@@ -109,7 +104,7 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
     ) -> None:
         """Use ``config`` for ``resource`` from now on (validated first)."""
         validate_key(resource, what="resource")
-        checked = _as_config(config)
+        checked = as_rate_limit_config(config)
         with self._lock:
             self._configs[resource] = checked
 
@@ -135,16 +130,24 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
 
     def _count(self, resource: str, operation: str, *, enforce: bool) -> bool:
         validate_key(resource, what="resource")
+        self._check_open(operation)  # refusals from known counts send nothing, so check here
         config = self.get_resource_config(resource)
         layout = SliceLayout.for_window(config.window_ms)
-        state = self._remembered(resource, layout)
+        state, learned_at = self._remembered(resource, layout)
         windows = self._windows
         pk, sk = RateLimitEvent.key_of(self._namespace, resource)
         for _ in range(_MAX_ATTEMPTS):
             now = self._now_ms()
-            current = layout.slice_of(layout.effective_now(state, now))
             if enforce and (config.limit <= 0 or room(state, layout, config.limit, now) <= 0):
-                return self._refuse(resource, config, layout, state, now)
+                if config.limit <= 0 or now - learned_at < layout.slice_ms:
+                    return self._refuse(resource, config, layout, state, now)
+                # Known counts say full but are older than a slice (another process may have
+                # reset the window): read once, then decide on what the table holds.
+                _, _, state = self._read(operation, resource)
+                learned_at = now
+                if room(state, layout, config.limit, now) <= 0:
+                    return self._refuse(resource, config, layout, state, now)
+            current = layout.slice_of(layout.effective_now(state, now))
             if state is None:
                 created = WindowState(current, 1, fresh_state(layout, current).history)
                 item = windows.build(
@@ -206,6 +209,7 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
                     return True
             # Someone else wrote first: learn their state from the failure and decide again.
             state = self._state_of(outcome.item, layout)
+            learned_at = now
             self._remember(resource, layout, state)
         # Still racing after every attempt: refusing is the side that never over-admits.
         return self._refuse(resource, config, layout, state, self._now_ms()) if enforce else False
@@ -256,15 +260,18 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
 
     # -- state ---------------------------------------------------------------------------
 
-    def _remembered(self, resource: str, layout: SliceLayout) -> WindowState | None:
+    def _remembered(self, resource: str, layout: SliceLayout) -> tuple[WindowState | None, int]:
+        """The last state seen for ``resource`` and when it was learned (epoch ms)."""
         known = self._known.get(resource)
-        return known[1] if known is not None and known[0] == layout else None
+        if known is None or known[0] != layout:
+            return None, 0
+        return known[1], known[2]
 
     def _remember(self, resource: str, layout: SliceLayout, state: WindowState | None) -> bool:
         if state is None:
             self._known.pop(resource, None)
         else:
-            self._known[resource] = (layout, state)
+            self._known[resource] = (layout, state, self._now_ms())
         return True
 
     @staticmethod
