@@ -51,6 +51,8 @@ class Blocked(Generic[ItemT]):
 
     blocked: bool
     item: ItemT | None
+    updated: Mapping[str, Any] | None = None
+    """With ``return_updated``: the updated attributes as DynamoDB returned them (raw)."""
 
 
 class GSI1(GlobalSecondaryIndex["StoreItem"]):  # type: ignore[no-untyped-call]
@@ -163,12 +165,19 @@ class StoreItem(Model):
         actions: Sequence[Action],
         condition: Condition,
         return_new: bool = False,
+        return_updated: bool = False,
     ) -> Blocked[Self]:
         """Conditional UpdateItem; as :meth:`put_unless_blocked`, one request either way.
 
-        With ``return_new``, a write that went through reports the item as it now is.
+        With ``return_new``, a write that went through reports the item as it now is; with
+        ``return_updated``, only the attributes it changed, raw (cheaper to parse: a store
+        that knows the rest asks for that).
         """
-        extra = {"return_values": "ALL_NEW"} if return_new else {}
+        extra = {}
+        if return_new:
+            extra["return_values"] = "ALL_NEW"
+        elif return_updated:
+            extra["return_values"] = "UPDATED_NEW"
         return cls._send_unless_blocked(
             "update_item", pk, sk, key="Key", actions=actions, condition=condition, **extra
         )
@@ -191,6 +200,8 @@ class StoreItem(Model):
             blocking: Any = exc.response.get("Item")
             return Blocked(True, cls.from_raw_data(blocking) if blocking else None)
         written = response.get("Attributes")
+        if request.get("ReturnValues") == "UPDATED_NEW":
+            return Blocked(False, None, written or {})
         return Blocked(False, cls.from_raw_data(written) if written else None)
 
     @classmethod

@@ -182,14 +182,15 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
                         allowance = history_allowance(rolled, layout, config.limit, now)
                         condition &= windows.current < allowance
                     actions = [windows.current.add(1)]
+                    after = rolled  # the history is the one the condition pinned
                 else:
-                    admitted = WindowState(current, 1, rolled.history)
+                    after = WindowState(current, 1, rolled.history)
                     condition = (
                         (windows.current_slice == state.current_slice)
                         & (windows.current == state.current)
                         & (windows.window_ms == layout.window_ms)
                     )
-                    actions = self._rollover_actions(layout, admitted)
+                    actions = self._rollover_actions(layout, after)
                 outcome = self._run(
                     operation,
                     functools.partial(
@@ -198,14 +199,17 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
                         sk,
                         actions=actions,
                         condition=condition,
-                        return_new=True,
+                        return_updated=True,
                     ),
                     key=resource,
                 )
                 if not outcome.blocked:
-                    written = self._state_of(outcome.item, layout)
-                    if written is not None:
-                        self._remember(resource, layout, written)
+                    # Only the counter comes back; the rest is what the condition pinned.
+                    count = (outcome.updated or {}).get("Cur", {}).get("N")
+                    new_current = int(count) if count is not None else after.current
+                    self._remember(
+                        resource, layout, WindowState(current, new_current, after.history)
+                    )
                     return True
             # Someone else wrote first: learn their state from the failure and decide again.
             state = self._state_of(outcome.item, layout)
