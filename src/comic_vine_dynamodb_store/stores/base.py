@@ -14,16 +14,19 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
+from pynamodb.exceptions import DeleteError
+
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import StoreOptions
 from comic_vine_dynamodb_store.errors import ConfigurationError, StoreClosedError
 from comic_vine_dynamodb_store.keys import health_probe_key
 from comic_vine_dynamodb_store.models import StoreItem, TableBinding
 from comic_vine_dynamodb_store.resilience.breaker import CircuitBreakerStatus
+from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.resilience.pipeline import OperationPipeline
 from comic_vine_dynamodb_store.stores.contracts import HealthCheckResult
 
-__all__ = ["ClosingContext", "DynamoDBStore", "PeriodicTask"]
+__all__ = ["ClosingContext", "DynamoDBStore", "InMemoryStore", "PeriodicTask"]
 
 _log = logging.getLogger(__name__)
 
@@ -137,6 +140,25 @@ class DynamoDBStore(ClosingContext, Generic[OptionsT]):
         self._check_open(operation)
         return self._pipeline.run(operation, fn, key=key, bounded=bounded)
 
+    def _remove_expired(self, model: type[StoreItem]) -> int:
+        """Delete this store's expired items (found through GSI1's expired range), each with a
+        condition so an item written again since the query survives; returns how many."""
+        now = self._now_ms()
+
+        def remove() -> int:
+            removed = 0
+            for item in model.iter_index(self._namespace, expired_at_ms=now):
+                try:
+                    item.delete(condition=model.expires_at_ms <= now)
+                except DeleteError as exc:
+                    if not is_condition_failure(exc):
+                        raise
+                else:
+                    removed += 1
+            return removed
+
+        return self._run("cleanup", remove, bounded=False)
+
     def _start_background(self, name: str, interval_ms: int, fn: Callable[[], object]) -> None:
         if interval_ms > 0:
             self._background.append(PeriodicTask(f"{self.store_name}-{name}", interval_ms, fn))
@@ -190,3 +212,48 @@ class DynamoDBStore(ClosingContext, Generic[OptionsT]):
             self._closed = True
         for task in self._background:
             task.stop()
+
+
+class InMemoryStore(ClosingContext):
+    """What the in-memory twins share: one lock, the closed flag, and health checks.
+
+    They report ``table="memory"`` where the DynamoDB stores report their table, so signal
+    receivers and monitors see the same fields from either.
+    """
+
+    store_name: ClassVar[str] = "memory"
+    table_name: ClassVar[str] = "memory"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._closed
+
+    def _check_open(self, operation: str) -> None:
+        if self._closed:
+            raise StoreClosedError(
+                f"{self.store_name} store is closed", operation=operation, table=self.table_name
+            )
+
+    def health_check(self) -> HealthCheckResult:
+        """Healthy while open: there is no backend that could fail. Never raises.
+
+        A closed store reports unhealthy with the ``StoreClosedError``, as the DynamoDB store
+        does, so a monitor sees the same answer from either.
+        """
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            self._check_open("health_check")
+        except StoreClosedError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        return HealthCheckResult(
+            healthy=error is None,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            circuit_state="closed",
+            error=error,
+        )

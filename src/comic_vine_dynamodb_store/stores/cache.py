@@ -18,13 +18,11 @@ import logging
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import TypeAdapter
-from pynamodb.exceptions import DeleteError
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import CacheStoreOptions
 from comic_vine_dynamodb_store.models import CacheItem
 from comic_vine_dynamodb_store.resilience.batching import BatchWriter
-from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
     check_item_size,
@@ -122,22 +120,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
 
     def cleanup(self) -> int:
         """Remove the expired items now; returns how many were removed."""
-        now = self._now_ms()
-
-        def remove_expired() -> int:
-            removed = 0
-            for item in self._items.iter_index(self._namespace, expired_at_ms=now):
-                try:
-                    # Conditional: a value set again since the query must survive.
-                    item.delete(condition=self._items.expires_at_ms <= now)
-                except DeleteError as exc:
-                    if not is_condition_failure(exc):
-                        raise
-                else:
-                    removed += 1
-            return removed
-
-        return self._run("cleanup", remove_expired, bounded=False)
+        return self._remove_expired(self._items)
 
     def get_stats(self) -> CacheStats:
         """Live and expired item counts and the stored size of the live values."""

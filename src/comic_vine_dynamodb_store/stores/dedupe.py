@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import TypeAdapter
-from pynamodb.exceptions import DeleteError
 from pynamodb.expressions.condition import Condition
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
@@ -30,7 +29,6 @@ from comic_vine_dynamodb_store.config import DedupeStoreOptions
 from comic_vine_dynamodb_store.errors import DynamoDBStoreError
 from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import DedupeJob, JobStatus
-from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
     CorruptValueError,
@@ -39,7 +37,7 @@ from comic_vine_dynamodb_store.serialization import (
     encode_value,
 )
 from comic_vine_dynamodb_store.stores.base import DynamoDBStore
-from comic_vine_dynamodb_store.stores.contracts import DedupeStats, Registration
+from comic_vine_dynamodb_store.stores.contracts import DedupeStats, DedupeStore, Registration
 from comic_vine_dynamodb_store.stores.dedupe_core import (
     JobView,
     WaitState,
@@ -47,7 +45,7 @@ from comic_vine_dynamodb_store.stores.dedupe_core import (
     wait_state,
 )
 
-__all__ = ["DynamoDBDedupeStore", "describe_error"]
+__all__ = ["DynamoDBDedupeStore", "describe_error", "run_deduplicated"]
 
 _log = logging.getLogger(__name__)
 
@@ -60,6 +58,37 @@ def describe_error(error: BaseException | str) -> str:
     """The text a failed job keeps of its error (bounded, so the item stays small)."""
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return text[:_MAX_ERROR_CHARS]
+
+
+def run_deduplicated(store: DedupeStore[T], key: str, fn: Callable[[], T]) -> T | None:
+    """The ``run`` of every dedupe store, written once over the contract.
+
+    The owner runs ``fn`` and publishes its result (or its failure, then re-raises);
+    everyone else waits and gets the result, or None if the owner failed or the wait timed
+    out. A result that cannot be published (not JSON, too large, DynamoDB down) is still
+    returned to the owner; the job is marked failed so waiters stop waiting.
+    """
+    registration = store.register_or_join(key)
+    if not registration.is_owner:
+        return store.wait_for(key)
+
+    def fail_quietly(error: BaseException | str) -> None:
+        try:
+            store.fail(key, error, job_id=registration.job_id)
+        except DynamoDBStoreError as exc:  # the lease frees the key anyway
+            _log.warning("could not mark the dedupe job for %r failed: %s", key, exc)
+
+    try:
+        value = fn()
+    except BaseException as exc:
+        fail_quietly(exc)
+        raise
+    try:
+        store.complete(key, value, job_id=registration.job_id)
+    except (DynamoDBStoreError, TypeError, ValueError) as exc:
+        _log.warning("could not publish the dedupe result for %r: %s", key, exc)
+        fail_quietly(f"result not published: {exc}")
+    return value
 
 
 def _view(job: DedupeJob | None) -> JobView | None:
@@ -267,31 +296,9 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
     def run(self, key: str, fn: Callable[[], T]) -> T | None:
         """Run ``fn`` once for everyone asking for ``key`` now; the others get its result.
 
-        The owner runs ``fn`` and publishes its result (or its failure, then re-raises);
-        everyone else waits and gets the result, or None if the owner failed or the wait timed
-        out. A result that cannot be published (too large, DynamoDB down) is still returned
-        to the owner; the job is marked failed so waiters stop waiting.
+        See :func:`run_deduplicated`.
         """
-        registration = self.register_or_join(key)
-        if not registration.is_owner:
-            return self.wait_for(key)
-        try:
-            value = fn()
-        except BaseException as exc:
-            self._fail_quietly(key, exc, registration.job_id)
-            raise
-        try:
-            self.complete(key, value, job_id=registration.job_id)
-        except (DynamoDBStoreError, TypeError, ValueError) as exc:
-            _log.warning("could not publish the dedupe result for %r: %s", key, exc)
-            self._fail_quietly(key, f"result not published: {exc}", registration.job_id)
-        return value
-
-    def _fail_quietly(self, key: str, error: BaseException | str, job_id: str) -> None:
-        try:
-            self.fail(key, error, job_id=job_id)
-        except DynamoDBStoreError as exc:  # the lease will free the key anyway
-            _log.warning("could not mark the dedupe job for %r failed: %s", key, exc)
+        return run_deduplicated(self, key, fn)
 
     # -- store-wide ------------------------------------------------------------------------
 
@@ -315,21 +322,7 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
 
     def cleanup(self) -> int:
         """Remove expired jobs now; returns how many were removed."""
-        now = self._now_ms()
-
-        def remove_expired() -> int:
-            removed = 0
-            for job in self._jobs.iter_index(self._namespace, expired_at_ms=now):
-                try:
-                    job.delete(condition=self._jobs.expires_at_ms <= now)
-                except DeleteError as exc:
-                    if not is_condition_failure(exc):
-                        raise
-                else:
-                    removed += 1
-            return removed
-
-        return self._run("cleanup", remove_expired, bounded=False)
+        return self._remove_expired(self._jobs)
 
     # -- conditions ------------------------------------------------------------------------
 

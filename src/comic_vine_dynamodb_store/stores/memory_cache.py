@@ -18,8 +18,6 @@ Nothing is shared between processes: a second process has its own, empty cache.
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -39,9 +37,9 @@ from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
     Encoding,
 )
-from comic_vine_dynamodb_store.stores.base import ClosingContext, PeriodicTask
+from comic_vine_dynamodb_store.stores.base import InMemoryStore, PeriodicTask
 from comic_vine_dynamodb_store.stores.cache_core import encode_for_set, read_value
-from comic_vine_dynamodb_store.stores.contracts import CacheStats, HealthCheckResult
+from comic_vine_dynamodb_store.stores.contracts import CacheStats
 
 __all__ = ["InMemoryCacheStore"]
 
@@ -61,7 +59,7 @@ class _Entry:
         return self.expires_at_ms is not None and now_ms >= self.expires_at_ms
 
 
-class InMemoryCacheStore(ClosingContext, Generic[T]):
+class InMemoryCacheStore(InMemoryStore, Generic[T]):
     """A TTL cache of JSON values (and pydantic models) held in this process.
 
     ``value_type`` (anything pydantic's ``TypeAdapter`` takes) validates values on read: a
@@ -73,7 +71,6 @@ class InMemoryCacheStore(ClosingContext, Generic[T]):
     """
 
     store_name: ClassVar[str] = "memory-cache"
-    table_name: ClassVar[str] = "memory"
     """What signals report as the table: there is none, but receivers expect the field."""
 
     def __init__(
@@ -92,9 +89,8 @@ class InMemoryCacheStore(ClosingContext, Generic[T]):
         )
         self._max_value_bytes = self.options.max_value_bytes
         self._clock = clock
-        self._lock = threading.Lock()
+        super().__init__()
         self._items: dict[str, _Entry] = {}
-        self._closed = False
         self._cleanup_task: PeriodicTask | None = (
             PeriodicTask(f"{self.store_name}-cleanup", cleanup_interval_ms, self._periodic_cleanup)
             if cleanup_interval_ms > 0
@@ -176,32 +172,7 @@ class InMemoryCacheStore(ClosingContext, Generic[T]):
                     size += len(entry.payload)
         return CacheStats(total_items=live, expired_items=expired, estimated_size_bytes=size)
 
-    def health_check(self) -> HealthCheckResult:
-        """Healthy while open: there is no backend that could fail. Never raises.
-
-        A closed store reports unhealthy with the ``StoreClosedError``, as the DynamoDB store
-        does, so a monitor sees the same answer from either.
-        """
-        started = time.perf_counter()
-        error: str | None = None
-        try:
-            with self._lock:
-                self._check_open("health_check")
-        except StoreClosedError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        return HealthCheckResult(
-            healthy=error is None,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            circuit_state="closed",
-            error=error,
-        )
-
     # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has run."""
-        return self._closed
 
     def close(self) -> None:
         """Drop the items and stop background cleanup; later calls raise ``StoreClosedError``.
@@ -218,12 +189,6 @@ class InMemoryCacheStore(ClosingContext, Generic[T]):
             self._cleanup_task.stop()
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise StoreClosedError(
-                f"{self.store_name} store is closed", operation=operation, table=self.table_name
-            )
 
     def _check_item_limit(self, size: int) -> None:
         # The DynamoDB store refuses what does not fit its item; a twin that accepted more

@@ -33,7 +33,6 @@ from pydantic import TypeAdapter
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import InMemoryDedupeStoreOptions
-from comic_vine_dynamodb_store.errors import DynamoDBStoreError, StoreClosedError
 from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.models import DedupeJob, JobStatus
 from comic_vine_dynamodb_store.serialization import (
@@ -44,13 +43,12 @@ from comic_vine_dynamodb_store.serialization import (
     decode_value,
     encode_value,
 )
-from comic_vine_dynamodb_store.stores.base import ClosingContext
+from comic_vine_dynamodb_store.stores.base import InMemoryStore
 from comic_vine_dynamodb_store.stores.contracts import (
     DedupeStats,
-    HealthCheckResult,
     Registration,
 )
-from comic_vine_dynamodb_store.stores.dedupe import describe_error
+from comic_vine_dynamodb_store.stores.dedupe import describe_error, run_deduplicated
 from comic_vine_dynamodb_store.stores.dedupe_core import (
     JobView,
     WaitState,
@@ -96,7 +94,7 @@ def _view(job: _Job | None) -> JobView | None:
     return None if job is None else job.view()
 
 
-class InMemoryDedupeStore(ClosingContext, Generic[T]):
+class InMemoryDedupeStore(InMemoryStore, Generic[T]):
     """De-duplicates work by key in this process: the first caller owns the job, the others
     get its result.
 
@@ -110,7 +108,6 @@ class InMemoryDedupeStore(ClosingContext, Generic[T]):
     """
 
     store_name: ClassVar[str] = "memory-dedupe"
-    table_name: ClassVar[str] = "memory"
     """What errors report as the table: there is none, but the field is expected."""
 
     def __init__(
@@ -134,11 +131,10 @@ class InMemoryDedupeStore(ClosingContext, Generic[T]):
         self._clock = clock
         self._sleep = sleep
         self._lease_ms = self.options.default_ttl_seconds * 1000
-        self._lock = threading.Lock()
+        super().__init__()
         self._changed = threading.Condition(self._lock)
         """Notified whenever a job finishes or the store closes: what waiters sleep on."""
         self._jobs: dict[str, _Job] = {}
-        self._closed = False
         self.owner_token = uuid.uuid4().hex
         """Recorded in every job this store starts, as the DynamoDB store does."""
 
@@ -292,31 +288,9 @@ class InMemoryDedupeStore(ClosingContext, Generic[T]):
     def run(self, key: str, fn: Callable[[], T]) -> T | None:
         """Run ``fn`` once for everyone asking for ``key`` now; the others get its result.
 
-        The owner runs ``fn`` and publishes its result (or its failure, then re-raises);
-        everyone else waits and gets the result, or None if the owner failed or the wait timed
-        out. A result that cannot be published (not JSON, too large) is still returned to the
-        owner; the job is marked failed so waiters stop waiting.
+        See :func:`~comic_vine_dynamodb_store.stores.dedupe.run_deduplicated`.
         """
-        registration = self.register_or_join(key)
-        if not registration.is_owner:
-            return self.wait_for(key)
-        try:
-            value = fn()
-        except BaseException as exc:
-            self._fail_quietly(key, exc, registration.job_id)
-            raise
-        try:
-            self.complete(key, value, job_id=registration.job_id)
-        except (DynamoDBStoreError, TypeError, ValueError) as exc:
-            _log.warning("could not publish the dedupe result for %r: %s", key, exc)
-            self._fail_quietly(key, f"result not published: {exc}", registration.job_id)
-        return value
-
-    def _fail_quietly(self, key: str, error: BaseException | str, job_id: str) -> None:
-        try:
-            self.fail(key, error, job_id=job_id)
-        except DynamoDBStoreError as exc:  # closed meanwhile: the lease frees the key anyway
-            _log.warning("could not mark the dedupe job for %r failed: %s", key, exc)
+        return run_deduplicated(self, key, fn)
 
     # -- store-wide --------------------------------------------------------------------------
 
@@ -355,32 +329,7 @@ class InMemoryDedupeStore(ClosingContext, Generic[T]):
                 del self._jobs[key]
         return len(gone)
 
-    def health_check(self) -> HealthCheckResult:
-        """Healthy while open: there is no backend that could fail. Never raises.
-
-        A closed store reports unhealthy with the ``StoreClosedError``, as the DynamoDB store
-        does, so a monitor sees the same answer from either.
-        """
-        started = time.perf_counter()
-        error: str | None = None
-        try:
-            with self._lock:
-                self._check_open("health_check")
-        except StoreClosedError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        return HealthCheckResult(
-            healthy=error is None,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            circuit_state="closed",
-            error=error,
-        )
-
     # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has run."""
-        return self._closed
 
     def close(self) -> None:
         """Drop the jobs; later calls raise ``StoreClosedError``. Idempotent.
@@ -396,9 +345,3 @@ class InMemoryDedupeStore(ClosingContext, Generic[T]):
             self._changed.notify_all()
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise StoreClosedError(
-                f"{self.store_name} store is closed", operation=operation, table=self.table_name
-            )

@@ -26,8 +26,6 @@ Nothing is shared between processes: a second process has its own, empty windows
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,12 +38,10 @@ from comic_vine_dynamodb_store.config import (
     RateLimitConfig,
     as_rate_limit_config,
 )
-from comic_vine_dynamodb_store.errors import StoreClosedError
 from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.observability import signals
-from comic_vine_dynamodb_store.stores.base import ClosingContext
+from comic_vine_dynamodb_store.stores.base import InMemoryStore
 from comic_vine_dynamodb_store.stores.contracts import (
-    HealthCheckResult,
     RateLimitStats,
     RateLimitStatus,
 )
@@ -78,7 +74,7 @@ class _Log:
         admissions.append(max(now_ms, admissions[-1]) if admissions else now_ms)
 
 
-class InMemoryRateLimitStore(ClosingContext):
+class InMemoryRateLimitStore(InMemoryStore):
     """A sliding-window limit per resource, ``limit`` admissions per ``window_ms``, in memory.
 
     Every method is thread-safe: one lock guards the windows and the configs, and the clock is
@@ -87,7 +83,6 @@ class InMemoryRateLimitStore(ClosingContext):
     """
 
     store_name: ClassVar[str] = "memory-rate-limit"
-    table_name: ClassVar[str] = "memory"
     """What signals and errors report as the table: there is none, but the field is expected."""
 
     def __init__(
@@ -104,10 +99,9 @@ class InMemoryRateLimitStore(ClosingContext):
             settings["resource_configs"] = dict(resource_configs)
         self.options = InMemoryRateLimitStoreOptions(**settings)
         self._clock = clock
-        self._lock = threading.Lock()
+        super().__init__()
         self._configs: dict[str, RateLimitConfig] = dict(self.options.resource_configs)
         self._logs: dict[str, _Log] = {}
-        self._closed = False
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -239,32 +233,7 @@ class InMemoryRateLimitStore(ClosingContext):
                 del self._logs[resource]
         return len(gone)
 
-    def health_check(self) -> HealthCheckResult:
-        """Healthy while open: there is no backend that could fail. Never raises.
-
-        A closed store reports unhealthy with the ``StoreClosedError``, as the DynamoDB store
-        does, so a monitor sees the same answer from either.
-        """
-        started = time.perf_counter()
-        error: str | None = None
-        try:
-            with self._lock:
-                self._check_open("health_check")
-        except StoreClosedError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        return HealthCheckResult(
-            healthy=error is None,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            circuit_state="closed",
-            error=error,
-        )
-
     # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has run."""
-        return self._closed
 
     def close(self) -> None:
         """Drop the windows; later calls raise ``StoreClosedError``. Idempotent."""
@@ -273,12 +242,6 @@ class InMemoryRateLimitStore(ClosingContext):
             self._logs.clear()
 
     # -- internals (call with the lock held) -------------------------------------------------
-
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise StoreClosedError(
-                f"{self.store_name} store is closed", operation=operation, table=self.table_name
-            )
 
     def _config(self, resource: str) -> RateLimitConfig:
         return self._configs.get(resource, self.options.default_config)

@@ -40,7 +40,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
 
-from pynamodb.exceptions import DeleteError
 from pynamodb.expressions.condition import Condition
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
@@ -52,7 +51,6 @@ from comic_vine_dynamodb_store.config import (
 from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import RateLimitEvent
 from comic_vine_dynamodb_store.observability import signals
-from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.stores.base import DynamoDBStore
 from comic_vine_dynamodb_store.stores.contracts import RateLimitStats, RateLimitStatus
 from comic_vine_dynamodb_store.stores.rate_limit_core import (
@@ -354,21 +352,7 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
 
     def cleanup(self) -> int:
         """Remove windows whose admissions have all left; returns how many."""
-        now = self._now_ms()
-
-        def remove_expired() -> int:
-            removed = 0
-            for window in self._windows.iter_index(self._namespace, expired_at_ms=now):
-                try:
-                    window.delete(condition=self._windows.expires_at_ms <= now)
-                except DeleteError as exc:
-                    if not is_condition_failure(exc):
-                        raise
-                else:
-                    removed += 1
-            return removed
-
-        return self._run("cleanup", remove_expired, bounded=False)
+        return self._remove_expired(self._windows)
 
 
 def _window_expiry(layout: SliceLayout, state: WindowState) -> int:
