@@ -23,7 +23,10 @@ against. A process whose clock lags behind the state's current slice counts in t
 (``effective_now``), never in a frozen one.
 
 Clocks are assumed in sync; a clock ahead by ``d`` rolls the window ``d`` early, so across
-machines the bound holds for windows of ``window_ms - d``.
+machines the bound holds for windows of ``window_ms - d``. DynamoDB's TTL reaper deletes a
+window item on the service's clock once its last counted admission has left; a process whose
+clock lags the service's by more than a second may see such a window vanish while its own
+clock still counts it (the same skew caveat).
 """
 
 from __future__ import annotations
