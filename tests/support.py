@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from comic_vine_dynamodb_store.clock import system_clock_ms
 
-
 AHEAD_OF_REAL_TIME_MS = 3_600_000
 
 
