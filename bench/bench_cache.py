@@ -28,31 +28,25 @@ for that pass only, so the timed calls run unobserved (as a store with no receiv
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import itertools
 import json
-import os
-import statistics
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-import botocore.config
-import botocore.session
-
-from comic_vine_dynamodb_store.errors import LocalDynamoDBError
-from comic_vine_dynamodb_store.local import LocalDynamoDB, start_local_dynamodb
 from comic_vine_dynamodb_store.models import CacheItem
-from comic_vine_dynamodb_store.models.binding import TableBinding
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
-from comic_vine_dynamodb_store.table import create_table, delete_table
 
-REGION = "us-east-1"
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+from common import REGION, Call, Rounds, counting_sends, progress
+
 TTL_SECONDS = 3600
 TARGET_RATIO = 0.85
 TARGET_REQUESTS_PER_CALL = 1
@@ -60,7 +54,6 @@ COUNTING_CALLS = 50
 GET_KEY = "bench:get:issue-4000-123456"
 SET_KEY = "bench:set:issue-4000-123456"
 
-Call = Callable[[], object]
 RawCall = Callable[[], dict[str, Any]]
 
 
@@ -98,61 +91,12 @@ def sample_value(json_bytes: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- measuring
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One side of one round: calls per second of its own wall time, and this process's CPU
-    time per call."""
-
-    ops_s: float
-    cpu_us: float
-
-
-@dataclass(slots=True)
-class _Clock:
-    calls: int = 0
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-
-    def sample(self) -> Sample:
-        return Sample(ops_s=self.calls / self.wall_s, cpu_us=self.cpu_s / self.calls * 1e6)
-
-
-def alternating_round(store: Call, raw: Call, seconds: float) -> tuple[Sample, Sample]:
-    """Alternate one store call and one raw call for about ``seconds``, timing each call.
-
-    Each side is charged only for its own calls, so a slow spell on the machine (other
-    processes, the JVM collecting garbage) lands on both sides alike instead of on
-    whichever side happened to be running.
-    """
-    clocks = (_Clock(), _Clock())
-    deadline = time.perf_counter() + seconds
-    while True:
-        for call, clock in zip((store, raw), clocks, strict=True):
-            cpu = time.process_time()
-            wall = time.perf_counter()
-            call()
-            end = time.perf_counter()
-            clock.cpu_s += time.process_time() - cpu
-            clock.wall_s += end - wall
-            clock.calls += 1
-        if end >= deadline:
-            return clocks[0].sample(), clocks[1].sample()
-
-
-@dataclass(slots=True)
-class Rounds:
-    """The timed rounds of both sides of one operation, in the order they ran."""
-
-    store: list[Sample] = field(default_factory=list)
-    raw: list[Sample] = field(default_factory=list)
-
-
 def interleaved(store: Call, raw: Call, *, rounds: int, round_s: float, warmup_s: float) -> Rounds:
     """Warm both sides up, then time ``rounds`` rounds of alternating calls."""
-    alternating_round(store, raw, warmup_s)
+    common.alternating_round(store, raw, warmup_s)
     result = Rounds()
     for _ in range(rounds):
-        store_sample, raw_sample = alternating_round(store, raw, round_s)
+        store_sample, raw_sample = common.alternating_round(store, raw, round_s)
         result.store.append(store_sample)
         result.raw.append(raw_sample)
     return result
@@ -178,20 +122,6 @@ class Cost:
             and set(self.requests_per_event) == {TARGET_REQUESTS_PER_CALL}
         )
         return reported and self.requests_sent == self.calls * TARGET_REQUESTS_PER_CALL
-
-
-@contextlib.contextmanager
-def counting_sends(client: Any, cost: Cost) -> Iterator[None]:
-    """Count the HTTP requests ``client`` sends inside the block (retries included)."""
-
-    def on_send(**_: Any) -> None:
-        cost.requests_sent += 1
-
-    client.meta.events.register_first("before-send.dynamodb", on_send, unique_id="bench-count")
-    try:
-        yield
-    finally:
-        client.meta.events.unregister("before-send.dynamodb", unique_id="bench-count")
 
 
 def store_cost(store: DynamoDBCacheStore[Any], client: Any, call: Call, calls: int) -> Cost:
@@ -271,45 +201,25 @@ class Result:
 
 def summarize(operation: str, rounds: Rounds, store: Cost, raw: Cost) -> Result:
     """Medians, ratio and per-call cost of one operation."""
-    store_ops = statistics.median(s.ops_s for s in rounds.store)
-    raw_ops = statistics.median(s.ops_s for s in rounds.raw)
-    ratio = store_ops / raw_ops
+    timing = common.medians(rounds)
     return Result(
         operation=operation,
-        store_ops_s=store_ops,
-        raw_ops_s=raw_ops,
-        ratio=ratio,
-        paired_ratio=statistics.median(
-            s.ops_s / r.ops_s for s, r in zip(rounds.store, rounds.raw, strict=True)
-        ),
+        store_ops_s=timing.store_ops_s,
+        raw_ops_s=timing.raw_ops_s,
+        ratio=timing.ratio,
+        paired_ratio=timing.paired_ratio,
         requests_per_call=store.requests_sent / store.calls,
         reported_requests_per_call=sum(store.requests_per_event) / store.calls,
         capacity_per_call=store.capacity / store.calls,
         raw_requests_per_call=raw.requests_sent / raw.calls,
         raw_capacity_per_call=raw.capacity / raw.calls,
-        store_cpu_us_per_call=statistics.median(s.cpu_us for s in rounds.store),
-        raw_cpu_us_per_call=statistics.median(s.cpu_us for s in rounds.raw),
-        overhead_us_per_call=(1 / store_ops - 1 / raw_ops) * 1e6,
-        store_rounds_ops_s=[round(s.ops_s, 1) for s in rounds.store],
-        raw_rounds_ops_s=[round(s.ops_s, 1) for s in rounds.raw],
-        met=ratio >= TARGET_RATIO and store.exactly_one_request_each,
+        store_cpu_us_per_call=timing.store_cpu_us_per_call,
+        raw_cpu_us_per_call=timing.raw_cpu_us_per_call,
+        overhead_us_per_call=(1 / timing.store_ops_s - 1 / timing.raw_ops_s) * 1e6,
+        store_rounds_ops_s=timing.store_rounds_ops_s,
+        raw_rounds_ops_s=timing.raw_rounds_ops_s,
+        met=timing.ratio >= TARGET_RATIO and store.exactly_one_request_each,
     )
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def start_dynamodb(use_docker: bool | None) -> LocalDynamoDB:
-    """DynamoDB Local as the library provides it; without a preference, the jar if Docker
-    cannot run its image (say, no registry to pull it from)."""
-    try:
-        return start_local_dynamodb(use_docker=use_docker)
-    except LocalDynamoDBError as exc:
-        if use_docker is not None:
-            raise
-        progress(f"Docker could not provide DynamoDB Local ({exc}); trying the jar")
-        return start_local_dynamodb(use_docker=False)
 
 
 def two_store_puts(client: Any, store: DynamoDBCacheStore[Any], value: Any) -> list[dict[str, Any]]:
@@ -332,22 +242,25 @@ def measure(
     endpoint: str, *, rounds: int, round_s: float, warmup_s: float, value_bytes: int
 ) -> list[Result]:
     """Create a table, measure get and set on it, delete it."""
-    table = f"bench-cache-{uuid.uuid4().hex[:12]}"
-    create_table(table, region=REGION, endpoint=endpoint)
+    with common.fresh_table("bench-cache", endpoint) as table:
+        return measure_on(
+            endpoint,
+            table,
+            rounds=rounds,
+            round_s=round_s,
+            warmup_s=warmup_s,
+            value_bytes=value_bytes,
+        )
+
+
+def measure_on(
+    endpoint: str, table: str, *, rounds: int, round_s: float, warmup_s: float, value_bytes: int
+) -> list[Result]:
+    """Measure get and set on ``table``."""
     store: DynamoDBCacheStore[Any] = DynamoDBCacheStore(
         table_name=table, region=REGION, endpoint=endpoint, cleanup_interval_ms=0
     )
-    binding = TableBinding.from_options(store.options)
-    raw: Any = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name=REGION,
-        endpoint_url=endpoint,
-        config=botocore.config.Config(
-            retries={"mode": "standard", "total_max_attempts": store.options.max_retries + 1},
-            connect_timeout=binding.connect_timeout_s,
-            read_timeout=binding.read_timeout_s,
-        ),
-    )
+    raw: Any = common.raw_client(endpoint, store.options)
     try:
         store_client: Any = store._items._get_connection().connection.client
         value = sample_value(value_bytes)
@@ -412,7 +325,6 @@ def measure(
     finally:
         store.close()
         raw.close()
-        delete_table(table, region=REGION, endpoint=endpoint, missing_ok=True)
 
 
 # --------------------------------------------------------------------------- output
@@ -439,15 +351,7 @@ def render_table(results: list[Result]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return " | ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    out = [line(header), "-+-".join("-" * w for w in widths), *(line(row) for row in rows), ""]
+    out = [*common.table_lines(header, rows), ""]
     for r in results:
         verdict = "met" if r.met else "NOT met"
         out.append(
@@ -471,15 +375,11 @@ def render_table(results: list[Result]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--seconds",
-        type=float,
-        default=10.0,
-        help="timed seconds for both operations, warm-up excluded (default 10)",
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=10, help="timed rounds per operation (default 10)"
+    parser = common.parser_for(__doc__)
+    common.add_timing_args(
+        parser,
+        seconds_help="timed seconds for both operations, warm-up excluded (default 10)",
+        rounds_help="timed rounds per operation (default 10)",
     )
     parser.add_argument(
         "--value-bytes",
@@ -488,14 +388,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="compact JSON size of the cached value (default 1024; from 1024 up the store "
         "zlib-compresses it)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
-    parser.add_argument(
-        "--docker",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run DynamoDB Local in Docker (--docker) or as the jar (--no-docker); "
-        "default: Docker if it can, else the jar (DYNAMODB_ENDPOINT overrides both)",
-    )
+    common.add_output_args(parser)
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.rounds < 1:
         parser.error("--seconds must be > 0 and --rounds >= 1")
@@ -504,18 +397,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not os.environ.get("AWS_ACCESS_KEY_ID"):
-        # DynamoDB Local accepts any credentials; these keep botocore off instance metadata.
-        os.environ["AWS_ACCESS_KEY_ID"] = "local"
-        os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
-        os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    common.use_dummy_credentials()
     rounds: int = args.rounds
     round_s = args.seconds / (2 * rounds)  # 2 operations, both sides in each round
-    warmup_s = max(0.2, min(1.0, args.seconds / 10))
+    warmup_s = common.warmup_seconds(args.seconds)
     started = time.perf_counter()
-    db = start_dynamodb(args.docker)
-    try:
-        progress(f"DynamoDB Local ({db.kind}) at {db.endpoint}")
+    with common.local_dynamodb(args.docker) as db:
         results = measure(
             db.endpoint,
             rounds=rounds,
@@ -523,8 +410,6 @@ def main(argv: list[str] | None = None) -> int:
             warmup_s=warmup_s,
             value_bytes=args.value_bytes,
         )
-    finally:
-        db.close()
     elapsed = time.perf_counter() - started
     met = all(r.met for r in results)
     if args.json:

@@ -31,23 +31,22 @@ receivers runs), after a warm-up.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from comic_vine_dynamodb_store.errors import LocalDynamoDBError
-from comic_vine_dynamodb_store.local import LocalDynamoDB, start_local_dynamodb
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
-from comic_vine_dynamodb_store.table import create_table, delete_table
 
-REGION = "us-east-1"
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+from common import REGION, counting_sends, progress
+
 TARGET_REQUESTS_PER_CALL = 1
 WARMUP_CALLS = 20
 RESULT: dict[str, Any] = {
@@ -139,20 +138,6 @@ class Cost:
         )
 
 
-@contextlib.contextmanager
-def counting_sends(client: Any, cost: Cost) -> Iterator[None]:
-    """Count the HTTP requests ``client`` sends inside the block (retries included)."""
-
-    def on_send(**_: Any) -> None:
-        cost.requests_sent += 1
-
-    client.meta.events.register_first("before-send.dynamodb", on_send, unique_id="bench-count")
-    try:
-        yield
-    finally:
-        client.meta.events.unregister("before-send.dynamodb", unique_id="bench-count")
-
-
 def store_client(store: Store) -> Any:
     """The botocore client the store's requests go out on."""
     return store._jobs._get_connection().connection.client
@@ -226,26 +211,14 @@ def summarize(operation: str, cost: Cost, ops_s: float, timed_wrong: int) -> Res
     )
 
 
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def start_dynamodb(use_docker: bool | None) -> LocalDynamoDB:
-    """DynamoDB Local as the library provides it; without a preference, the jar if Docker
-    cannot run its image (as ``bench_cache.py`` does)."""
-    try:
-        return start_local_dynamodb(use_docker=use_docker)
-    except LocalDynamoDBError as exc:
-        if use_docker is not None:
-            raise
-        progress(f"Docker could not provide DynamoDB Local ({exc}); trying the jar")
-        return start_local_dynamodb(use_docker=False)
-
-
 def measure(endpoint: str, *, calls: int) -> list[Result]:
     """Create a table, measure the four phases on it, delete it."""
-    table = f"bench-dedupe-{uuid.uuid4().hex[:12]}"
-    create_table(table, region=REGION, endpoint=endpoint)
+    with common.fresh_table("bench-dedupe", endpoint) as table:
+        return measure_on(endpoint, table, calls=calls)
+
+
+def measure_on(endpoint: str, table: str, *, calls: int) -> list[Result]:
+    """Measure the four phases on ``table``."""
     settings: dict[str, Any] = {"table_name": table, "region": REGION, "endpoint": endpoint}
     owner: Store = DynamoDBDedupeStore(**settings)
     other: Store = DynamoDBDedupeStore(**settings)
@@ -263,7 +236,6 @@ def measure(endpoint: str, *, calls: int) -> list[Result]:
     finally:
         owner.close()
         other.close()
-        delete_table(table, region=REGION, endpoint=endpoint, missing_ok=True)
 
 
 # --------------------------------------------------------------------------- output
@@ -290,15 +262,7 @@ def render_table(results: list[Result]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return " | ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    out = [line(header), "-+-".join("-" * w for w in widths), *(line(row) for row in rows), ""]
+    out = [*common.table_lines(header, rows), ""]
     for r in results:
         if r.requests_sent_per_call != r.requests_per_call or r.wrong_answers or r.failures:
             out.append(
@@ -314,21 +278,14 @@ def render_table(results: list[Result]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = common.parser_for(__doc__)
     parser.add_argument(
         "--calls",
         type=int,
         default=200,
         help="keys per pass, so calls per operation in each pass (default 200)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
-    parser.add_argument(
-        "--docker",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run DynamoDB Local in Docker (--docker) or as the jar (--no-docker); "
-        "default: Docker if it can, else the jar (DYNAMODB_ENDPOINT overrides both)",
-    )
+    common.add_output_args(parser)
     args = parser.parse_args(argv)
     if args.calls < 1:
         parser.error("--calls must be >= 1")
@@ -337,19 +294,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not os.environ.get("AWS_ACCESS_KEY_ID"):
-        # DynamoDB Local accepts any credentials; these keep botocore off instance metadata.
-        os.environ["AWS_ACCESS_KEY_ID"] = "local"
-        os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
-        os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    common.use_dummy_credentials()
     calls: int = args.calls
     started = time.perf_counter()
-    db = start_dynamodb(args.docker)
-    try:
-        progress(f"DynamoDB Local ({db.kind}) at {db.endpoint}")
+    with common.local_dynamodb(args.docker) as db:
         results = measure(db.endpoint, calls=calls)
-    finally:
-        db.close()
     elapsed = time.perf_counter() - started
     met = all(r.met for r in results)
     if args.json:

@@ -44,28 +44,25 @@ import contextlib
 import functools
 import json
 import math
-import os
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-import botocore.config
-import botocore.session
 from botocore.exceptions import ClientError
 
-from comic_vine_dynamodb_store.errors import LocalDynamoDBError
-from comic_vine_dynamodb_store.local import LocalDynamoDB, start_local_dynamodb
 from comic_vine_dynamodb_store.models import RateLimitEvent
-from comic_vine_dynamodb_store.models.binding import TableBinding
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.rate_limit import DynamoDBRateLimitStore
-from comic_vine_dynamodb_store.table import create_table, delete_table
 
-REGION = "us-east-1"
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+from common import REGION, Rounds, progress
+
 WINDOW_MS = 60_000
 SMALL_LIMIT = 10
 BIG_LIMIT = 10_000
@@ -73,7 +70,6 @@ REFUSALS_PER_WINDOW = 5
 TARGET_RATIO = 0.85
 
 Store = DynamoDBRateLimitStore
-Call = Callable[[], object]
 
 
 # --------------------------------------------------------------------------- counting
@@ -240,42 +236,6 @@ def measure_costs(main: Store, other: Store, calls: int) -> list[CostRow]:
 # --------------------------------------------------------------------------- throughput
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One side of one round: calls per second of its own wall time, and this process's CPU
-    time per call."""
-
-    ops_s: float
-    cpu_us: float
-
-
-@dataclass(slots=True)
-class _Clock:
-    calls: int = 0
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-
-    def sample(self) -> Sample:
-        return Sample(ops_s=self.calls / self.wall_s, cpu_us=self.cpu_s / self.calls * 1e6)
-
-
-def alternating_round(store: Call, raw: Call, seconds: float) -> tuple[Sample, Sample]:
-    """Alternate one store call and one raw call for about ``seconds``, timing each call."""
-    clocks = (_Clock(), _Clock())
-    deadline = time.perf_counter() + seconds
-    while True:
-        for call, clock in zip((store, raw), clocks, strict=True):
-            cpu = time.process_time()
-            wall = time.perf_counter()
-            call()
-            end = time.perf_counter()
-            clock.cpu_s += time.process_time() - cpu
-            clock.wall_s += end - wall
-            clock.calls += 1
-        if end >= deadline:
-            return clocks[0].sample(), clocks[1].sample()
-
-
 class RawAdmission:
     """What an admission is, sent with a plain botocore client on the store's item."""
 
@@ -345,8 +305,7 @@ class Throughput:
 def measure_throughput(
     main: Store, raw_client: Any, table: str, *, rounds: int, round_s: float, warmup_s: float
 ) -> Throughput:
-    store_samples: list[Sample] = []
-    raw_samples: list[Sample] = []
+    samples = Rounds()
     refused = conflicts = raw_refused = 0
     for round_ in range(-1, rounds):  # round -1 is the warm-up
         resource = f"throughput-{round_ + 1}"
@@ -359,53 +318,33 @@ def measure_throughput(
             refusals[0] += not admitted
             return admitted
 
-        store_sample, raw_sample = alternating_round(
+        store_sample, raw_sample = common.alternating_round(
             store_call, raw, warmup_s if round_ < 0 else round_s
         )
         if round_ >= 0:
-            store_samples.append(store_sample)
-            raw_samples.append(raw_sample)
+            samples.store.append(store_sample)
+            samples.raw.append(raw_sample)
             refused += refusals[0]
             conflicts += raw.conflicts
             raw_refused += raw.refusals
-    store_ops = statistics.median(s.ops_s for s in store_samples)
-    raw_ops = statistics.median(s.ops_s for s in raw_samples)
-    ratio = store_ops / raw_ops
+    timing = common.medians(samples)
     return Throughput(
-        store_ops_s=store_ops,
-        raw_ops_s=raw_ops,
-        ratio=ratio,
-        paired_ratio=statistics.median(
-            s.ops_s / r.ops_s for s, r in zip(store_samples, raw_samples, strict=True)
-        ),
-        store_cpu_us_per_call=statistics.median(s.cpu_us for s in store_samples),
-        raw_cpu_us_per_call=statistics.median(s.cpu_us for s in raw_samples),
+        store_ops_s=timing.store_ops_s,
+        raw_ops_s=timing.raw_ops_s,
+        ratio=timing.ratio,
+        paired_ratio=timing.paired_ratio,
+        store_cpu_us_per_call=timing.store_cpu_us_per_call,
+        raw_cpu_us_per_call=timing.raw_cpu_us_per_call,
         store_refusals=refused,
         raw_conflicts=conflicts,
         raw_refusals=raw_refused,
-        store_rounds_ops_s=[round(s.ops_s, 1) for s in store_samples],
-        raw_rounds_ops_s=[round(s.ops_s, 1) for s in raw_samples],
-        met=ratio >= TARGET_RATIO and refused == 0 and raw_refused == 0,
+        store_rounds_ops_s=timing.store_rounds_ops_s,
+        raw_rounds_ops_s=timing.raw_rounds_ops_s,
+        met=timing.ratio >= TARGET_RATIO and refused == 0 and raw_refused == 0,
     )
 
 
 # --------------------------------------------------------------------------- the run
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def start_dynamodb(use_docker: bool | None) -> LocalDynamoDB:
-    """DynamoDB Local as the library provides it; without a preference, the jar if Docker
-    cannot run its image (as ``bench_cache.py`` does)."""
-    try:
-        return start_local_dynamodb(use_docker=use_docker)
-    except LocalDynamoDBError as exc:
-        if use_docker is not None:
-            raise
-        progress(f"Docker could not provide DynamoDB Local ({exc}); trying the jar")
-        return start_local_dynamodb(use_docker=False)
 
 
 def capacity_equal(rows: list[CostRow]) -> tuple[float | None, float | None, bool]:
@@ -423,8 +362,16 @@ def measure(
     endpoint: str, *, calls: int, rounds: int, round_s: float, warmup_s: float
 ) -> tuple[list[CostRow], Throughput]:
     """Create a table, measure on it, delete it."""
-    table = f"bench-rate-limit-{uuid.uuid4().hex[:12]}"
-    create_table(table, region=REGION, endpoint=endpoint)
+    with common.fresh_table("bench-rate-limit", endpoint) as table:
+        return measure_on(
+            endpoint, table, calls=calls, rounds=rounds, round_s=round_s, warmup_s=warmup_s
+        )
+
+
+def measure_on(
+    endpoint: str, table: str, *, calls: int, rounds: int, round_s: float, warmup_s: float
+) -> tuple[list[CostRow], Throughput]:
+    """Measure on ``table``."""
     settings: dict[str, Any] = {
         "table_name": table,
         "region": REGION,
@@ -440,17 +387,7 @@ def measure(
     }
     main: Store = DynamoDBRateLimitStore(**settings)
     other: Store = DynamoDBRateLimitStore(**settings)
-    binding = TableBinding.from_options(main.options)
-    raw_client: Any = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name=REGION,
-        endpoint_url=endpoint,
-        config=botocore.config.Config(
-            retries={"mode": "standard", "total_max_attempts": main.options.max_retries + 1},
-            connect_timeout=binding.connect_timeout_s,
-            read_timeout=binding.read_timeout_s,
-        ),
-    )
+    raw_client: Any = common.raw_client(endpoint, main.options)
     try:
         progress(f"table {table}; counting about {calls} calls per row")
         rows = measure_costs(main, other, calls)
@@ -463,27 +400,14 @@ def measure(
         main.close()
         other.close()
         raw_client.close()
-        delete_table(table, region=REGION, endpoint=endpoint, missing_ok=True)
 
 
 # --------------------------------------------------------------------------- output
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], left: int) -> list[str]:
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return " | ".join(
-            cell.ljust(width) if i < left else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return [line(header), "-+-".join("-" * w for w in widths), *(line(row) for row in rows)]
-
-
 def render(rows: list[CostRow], throughput: Throughput) -> str:
     """The plain-text report."""
-    out = _table(
+    out = common.table_lines(
         (
             "operation",
             "limit",
@@ -529,7 +453,7 @@ def render(rows: list[CostRow], throughput: Throughput) -> str:
     )
     out.append("")
     out.extend(
-        _table(
+        common.table_lines(
             ("operation", "store ops/s", "raw ops/s", "ratio (store/raw)"),
             [
                 (
@@ -563,22 +487,16 @@ def all_met(rows: list[CostRow], throughput: Throughput) -> bool:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = common.parser_for(__doc__)
     parser.add_argument(
         "--calls", type=int, default=200, help="calls counted per cost row (default 200)"
     )
-    parser.add_argument(
-        "--seconds", type=float, default=10.0, help="timed seconds of throughput (default 10)"
+    common.add_timing_args(
+        parser,
+        seconds_help="timed seconds of throughput (default 10)",
+        rounds_help="throughput rounds (default 10)",
     )
-    parser.add_argument("--rounds", type=int, default=10, help="throughput rounds (default 10)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
-    parser.add_argument(
-        "--docker",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run DynamoDB Local in Docker (--docker) or as the jar (--no-docker); "
-        "default: Docker if it can, else the jar (DYNAMODB_ENDPOINT overrides both)",
-    )
+    common.add_output_args(parser)
     args = parser.parse_args(argv)
     if args.calls < 1 or args.seconds <= 0 or args.rounds < 1:
         parser.error("--calls and --rounds must be >= 1 and --seconds > 0")
@@ -587,23 +505,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not os.environ.get("AWS_ACCESS_KEY_ID"):
-        # DynamoDB Local accepts any credentials; these keep botocore off instance metadata.
-        os.environ["AWS_ACCESS_KEY_ID"] = "local"
-        os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
-        os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    common.use_dummy_credentials()
     rounds: int = args.rounds
     round_s = args.seconds / rounds
-    warmup_s = max(0.2, min(1.0, args.seconds / 10))
+    warmup_s = common.warmup_seconds(args.seconds)
     started = time.perf_counter()
-    db = start_dynamodb(args.docker)
-    try:
-        progress(f"DynamoDB Local ({db.kind}) at {db.endpoint}")
+    with common.local_dynamodb(args.docker) as db:
         rows, throughput = measure(
             db.endpoint, calls=args.calls, rounds=rounds, round_s=round_s, warmup_s=warmup_s
         )
-    finally:
-        db.close()
     elapsed = time.perf_counter() - started
     small, big, equal = capacity_equal(rows)
     if args.json:

@@ -7,9 +7,10 @@ report wall-clock epoch milliseconds (the store's own clock) taken just before a
 each call, so lease deadlines are argued about with intervals: a call that returned before a
 deadline ran entirely before it, a call that started after it ran entirely after it.
 
-Every wait is bounded (queue reads, barrier waits, joins); whatever happens, the workers are
-stopped, then killed, when the test ends. A worker whose parent disappears exits on its own
-after ``IDLE_EXIT_S`` without a command.
+The harness (worker processes, queues, timeouts, cleanup) is ``fleet``'s. Every wait is bounded
+(queue reads, barrier waits, joins); whatever happens, the workers are stopped, then killed,
+when the test ends. A worker whose parent disappears exits on its own after ``IDLE_EXIT_S``
+without a command.
 
 Every worker imports this module to find its code, so it does not import pytest (no fixtures
 or marks of its own): that is a tenth of a second less per interpreter, 32 of them per test.
@@ -19,17 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import multiprocessing
 import os
-import queue
 import signal
-import sys
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from multiprocessing.context import SpawnProcess
-from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -40,20 +35,19 @@ from comic_vine_dynamodb_store.models import DedupeJob
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.serialization import encode_value
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
+from tests.concurrency import fleet as harness
+from tests.concurrency.fleet import (
+    BARRIER_TIMEOUT_S,
+    NO_REPLY,
+    REGION,
+    Fleet,
+    NoReply,
+    Outbox,
+    WorkerSpec,
+    now_ms,
+)
 
-REGION = "us-east-1"
-
-STARTUP_TIMEOUT_S = 120.0  # 32 interpreters importing botocore on 2 busy cores
-REPLY_TIMEOUT_S = 60.0
-BARRIER_TIMEOUT_S = 60.0
-JOIN_TIMEOUT_S = 5.0
-IDLE_EXIT_S = 300.0
 HANG_S = 120.0
-
-
-def now_ms() -> int:
-    """Epoch milliseconds, exactly as the store's default clock reads them."""
-    return time.time_ns() // 1_000_000
 
 
 # --------------------------------------------------------------------------- worker side
@@ -101,7 +95,7 @@ class _Worker:
         index: int,
         store: DynamoDBDedupeStore[Any],
         barrier: Barrier | None,
-        outbox: Queue[tuple[str, Any]],
+        outbox: Outbox,
     ) -> None:
         self.index = index
         self.store = store
@@ -152,6 +146,12 @@ class _Worker:
             time.sleep(pause_s)
         return attempts
 
+    def register_and_hang(self, key: str) -> NoReply:
+        """``register_or_join``, reply, then hang "mid-job": the test SIGKILLs us here."""
+        self.outbox.put(("ok", self.register(key)))
+        time.sleep(HANG_S)
+        return NO_REPLY
+
     def register_together_after(self, key: str, not_before_ms: int) -> Attempt:
         """Wait until ``not_before_ms``, then for the others, then ``register_or_join``."""
         time.sleep(max(0.0, (not_before_ms - now_ms()) / 1000))
@@ -187,200 +187,34 @@ class _Worker:
         return self._timed(functools.partial(self.store.is_in_progress, key))
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerSpec:
-    """Where a worker's store points, and its options."""
-
-    index: int
-    endpoint: str
-    table: str
-    options: dict[str, Any]
-
-
-def serve(
-    spec: WorkerSpec,
-    inbox: Queue[tuple[str, tuple[Any, ...]]],
-    outbox: Queue[tuple[str, Any]],
-    barrier: Barrier | None,
-) -> None:
-    """A worker process: its own store, then commands from ``inbox`` until ``stop``.
-
-    Replies go to ``outbox`` as ``("ok", result)`` or ``("error", traceback)``; the first
-    reply (``"ok"``, the pid) says the store is built and has made one request.
-    """
-    # Spawned children inherit os.environ (conftest's dummy credentials included); set them
-    # anyway so the worker never depends on who started it.
-    os.environ["AWS_ACCESS_KEY_ID"] = "local"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.pop("AWS_PROFILE", None)
-    try:
-        store: DynamoDBDedupeStore[Any] = DynamoDBDedupeStore(
-            table_name=spec.table, endpoint=spec.endpoint, region=REGION, **spec.options
-        )
-        store.is_in_progress(f"warm-up-{spec.index}")  # build the client before any race
-    except Exception:
-        outbox.put(("error", traceback.format_exc()))
-        return
-    worker = _Worker(spec.index, store, barrier, outbox)
-    outbox.put(("ok", os.getpid()))
-    try:
-        _command_loop(worker, inbox, outbox)
-    finally:
-        store.close()
-    # Leave without the interpreter's teardown: it costs ~0.1 s of CPU per worker, which
-    # for 32 workers on 2 cores is seconds of every test. Nothing is lost: the store is
-    # closed, and the replies are flushed first.
-    outbox.close()
-    outbox.join_thread()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _command_loop(
-    worker: _Worker,
-    inbox: Queue[tuple[str, tuple[Any, ...]]],
-    outbox: Queue[tuple[str, Any]],
-) -> None:
-    while True:
-        try:
-            command, args = inbox.get(timeout=IDLE_EXIT_S)
-        except queue.Empty:
-            return  # nobody is driving this worker any more
-        if command == "stop":
-            return
-        try:
-            if command == "register_and_hang":
-                outbox.put(("ok", worker.register(*args)))
-                time.sleep(HANG_S)  # "mid-job": the test SIGKILLs us here
-                continue
-            result = getattr(worker, command)(*args)
-        except Exception:
-            outbox.put(("error", traceback.format_exc()))
-        else:
-            outbox.put(("ok", result))
+def make_worker(spec: WorkerSpec, barrier: Barrier | None, outbox: Outbox) -> _Worker:
+    """A worker's store, its first request made (the client built before any race)."""
+    store: DynamoDBDedupeStore[Any] = DynamoDBDedupeStore(
+        table_name=spec.table, endpoint=spec.endpoint, region=REGION, **spec.options
+    )
+    store.is_in_progress(f"warm-up-{spec.index}")  # build the client before any race
+    return _Worker(spec.index, store, barrier, outbox)
 
 
 # --------------------------------------------------------------------------- parent side
 
 
-class Fleet:
-    """Worker processes started once, each with its own store and command queues."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        table: str,
-        options: Sequence[dict[str, Any]],
-        *,
-        barrier_parties: int | None = None,
-    ) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.barrier = ctx.Barrier(barrier_parties) if barrier_parties else None
-        self._inboxes: list[Queue[tuple[str, tuple[Any, ...]]]] = [ctx.Queue() for _ in options]
-        self._outboxes: list[Queue[tuple[str, Any]]] = [ctx.Queue() for _ in options]
-        self.processes: list[SpawnProcess] = [
-            ctx.Process(
-                target=serve,
-                args=(
-                    WorkerSpec(i, endpoint, table, dict(opts)),
-                    self._inboxes[i],
-                    self._outboxes[i],
-                    self.barrier,
-                ),
-                name=f"dedupe-worker-{i}",
-                daemon=True,
-            )
-            for i, opts in enumerate(options)
-        ]
-        self.pids: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.processes)
-
-    def start(self) -> None:
-        """Start every worker, then wait until each has its store ready."""
-        for process in self.processes:
-            process.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        self.pids = [
-            self.result(i, timeout=max(1.0, deadline - time.monotonic())) for i in range(len(self))
-        ]
-
-    def send(self, worker: int, command: str, *args: Any) -> None:
-        self._inboxes[worker].put((command, args))
-
-    def result(self, worker: int, *, timeout: float = REPLY_TIMEOUT_S) -> Any:
-        """The next reply of ``worker``; a worker's exception fails the test with its
-        traceback."""
-        try:
-            status, payload = self._outboxes[worker].get(timeout=timeout)
-        except queue.Empty:
-            process = self.processes[worker]
-            raise AssertionError(
-                f"worker {worker} gave no answer within {timeout:.0f} s "
-                f"(alive: {process.is_alive()}, exit code: {process.exitcode})"
-            ) from None
-        if status != "ok":
-            raise AssertionError(f"worker {worker} failed:\n{payload}")
-        return payload
-
-    def call(self, worker: int, command: str, *args: Any) -> Any:
-        self.send(worker, command, *args)
-        return self.result(worker)
-
-    def call_all(self, workers: Sequence[int], command: str, *args: Any) -> list[Any]:
-        """Send the same command to ``workers`` at once, then collect their replies."""
-        for worker in workers:
-            self.send(worker, command, *args)
-        return [self.result(worker) for worker in workers]
-
-    def kill(self, worker: int) -> int | None:
-        """SIGKILL ``worker`` and reap it; its exit code."""
-        process = self.processes[worker]
-        os.kill(self.pids[worker], signal.SIGKILL)
-        process.join(JOIN_TIMEOUT_S)
-        return process.exitcode
-
-    def close(self) -> None:
-        """Stop the workers (kill those that do not stop) and release the queues."""
-        started = [p for p in self.processes if p.pid is not None]
-        for i, process in enumerate(self.processes):
-            if process.is_alive():
-                with contextlib.suppress(Exception):
-                    self.send(i, "stop")
-        deadline = time.monotonic() + JOIN_TIMEOUT_S
-        for process in started:
-            process.join(max(0.0, deadline - time.monotonic()))
-        for process in started:
-            if process.is_alive():
-                process.kill()
-                process.join(JOIN_TIMEOUT_S)
-        for box in (*self._inboxes, *self._outboxes):
-            box.close()
-            box.join_thread()
-        for process in started:
-            if not process.is_alive():
-                process.close()
-
-
-@contextlib.contextmanager
 def fleet_of(
     endpoint: str,
     table: str,
     options: Sequence[dict[str, Any]],
     *,
     barrier_parties: int | None = None,
-) -> Iterator[Fleet]:
-    """Started workers, stopped (or killed) on the way out whatever happened."""
-    fleet = Fleet(endpoint, table, options, barrier_parties=barrier_parties)
-    try:
-        fleet.start()
-        yield fleet
-    finally:
-        fleet.close()
+) -> contextlib.AbstractContextManager[Fleet]:
+    """Started dedupe workers, stopped (or killed) on the way out whatever happened."""
+    return harness.fleet_of(
+        make_worker,
+        endpoint,
+        table,
+        options,
+        barrier_parties=barrier_parties,
+        name="dedupe-worker",
+    )
 
 
 @contextlib.contextmanager

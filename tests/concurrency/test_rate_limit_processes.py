@@ -15,26 +15,21 @@ After a refusal a thread sleeps ``REFUSAL_PAUSE_S``: the store refuses from the 
 knows without a request while the window is full, and the pause keeps 32 spinning threads from
 starving the two CPUs DynamoDB Local also needs.
 
-Every wait is bounded (queue reads, barrier waits, thread joins); whatever happens, the workers
-are stopped, then killed, when the test ends. A worker whose parent disappears exits on its own
-after ``IDLE_EXIT_S`` without a command. Like ``test_dedupe_processes``, this module does not
-import pytest, so each spawned worker imports less.
+The harness (worker processes, queues, timeouts, cleanup) is ``fleet``'s. Every wait is bounded
+(queue reads, barrier waits, thread joins); whatever happens, the workers are stopped, then
+killed, when the test ends. A worker whose parent disappears exits on its own after
+``IDLE_EXIT_S`` without a command. Like ``test_dedupe_processes``, this module does not import
+pytest, so each spawned worker imports less.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
-import queue
-import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.context import SpawnProcess
-from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
@@ -43,21 +38,19 @@ import botocore.session
 from comic_vine_dynamodb_store.models import RateLimitEvent
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.rate_limit import DynamoDBRateLimitStore
+from tests.concurrency import fleet as harness
+from tests.concurrency.fleet import (
+    BARRIER_TIMEOUT_S,
+    REGION,
+    Fleet,
+    Outbox,
+    WorkerSpec,
+    now_ms,
+)
 
-REGION = "us-east-1"
-
-STARTUP_TIMEOUT_S = 120.0  # 8 interpreters importing botocore on 2 busy cores
 REPLY_MARGIN_S = 60.0  # beyond the hammering time, for a reply to arrive
-BARRIER_TIMEOUT_S = 60.0
 JOIN_MARGIN_S = 30.0
-JOIN_TIMEOUT_S = 5.0
-IDLE_EXIT_S = 300.0
 REFUSAL_PAUSE_S = 0.003
-
-
-def now_ms() -> int:
-    """Epoch milliseconds, exactly as the store's default clock reads them."""
-    return time.time_ns() // 1_000_000
 
 
 # --------------------------------------------------------------------------- worker side
@@ -174,182 +167,45 @@ class _Worker:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerSpec:
-    """Where a worker's store points, and its options."""
-
-    index: int
-    endpoint: str
-    table: str
-    options: dict[str, Any]
-
-
-def serve(
-    spec: WorkerSpec,
-    inbox: Queue[tuple[str, tuple[Any, ...]]],
-    outbox: Queue[tuple[str, Any]],
-    barrier: Barrier,
-) -> None:
-    """A worker process: its own store, then commands from ``inbox`` until ``stop``.
-
-    Replies go to ``outbox`` as ``("ok", result)`` or ``("error", traceback)``; the first
-    reply (``"ok"``, the pid) says the store is built and has made one request.
-    """
-    os.environ["AWS_ACCESS_KEY_ID"] = "local"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.pop("AWS_PROFILE", None)
-    try:
-        store = DynamoDBRateLimitStore(
-            table_name=spec.table, endpoint=spec.endpoint, region=REGION, **spec.options
-        )
-        store.can_proceed(f"warm-up-{spec.index}")  # build the client before any race
-    except Exception:
-        outbox.put(("error", traceback.format_exc()))
-        return
-    worker = _Worker(spec.index, store, barrier)
-    outbox.put(("ok", os.getpid()))
-    try:
-        _command_loop(worker, inbox, outbox)
-    finally:
-        store.close()
-    # Leave without the interpreter's teardown (see test_dedupe_processes): the store is
-    # closed and the replies are flushed first.
-    outbox.close()
-    outbox.join_thread()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _command_loop(
-    worker: _Worker,
-    inbox: Queue[tuple[str, tuple[Any, ...]]],
-    outbox: Queue[tuple[str, Any]],
-) -> None:
-    while True:
-        try:
-            command, args = inbox.get(timeout=IDLE_EXIT_S)
-        except queue.Empty:
-            return  # nobody is driving this worker any more
-        if command == "stop":
-            return
-        try:
-            result = getattr(worker, command)(*args)
-        except Exception:
-            outbox.put(("error", traceback.format_exc()))
-        else:
-            outbox.put(("ok", result))
+def make_worker(spec: WorkerSpec, barrier: Barrier | None, outbox: Outbox) -> _Worker:
+    """A worker's store, its first request made (the client built before any race)."""
+    if barrier is None:
+        raise RuntimeError("rate-limit workers hammer together: start them with a barrier")
+    store = DynamoDBRateLimitStore(
+        table_name=spec.table, endpoint=spec.endpoint, region=REGION, **spec.options
+    )
+    store.can_proceed(f"warm-up-{spec.index}")  # build the client before any race
+    return _Worker(spec.index, store, barrier)
 
 
 # --------------------------------------------------------------------------- parent side
 
 
-class Fleet:
-    """Worker processes started once, each with its own store and command queues."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        table: str,
-        options: Sequence[dict[str, Any]],
-        *,
-        barrier_parties: int,
-    ) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.barrier = ctx.Barrier(barrier_parties)
-        self._inboxes: list[Queue[tuple[str, tuple[Any, ...]]]] = [ctx.Queue() for _ in options]
-        self._outboxes: list[Queue[tuple[str, Any]]] = [ctx.Queue() for _ in options]
-        self.processes: list[SpawnProcess] = [
-            ctx.Process(
-                target=serve,
-                args=(
-                    WorkerSpec(i, endpoint, table, dict(opts)),
-                    self._inboxes[i],
-                    self._outboxes[i],
-                    self.barrier,
-                ),
-                name=f"rate-limit-worker-{i}",
-                daemon=True,
-            )
-            for i, opts in enumerate(options)
-        ]
-
-    def __len__(self) -> int:
-        return len(self.processes)
-
-    def start(self) -> None:
-        """Start every worker, then wait until each has its store ready."""
-        for process in self.processes:
-            process.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        for i in range(len(self)):
-            self.result(i, timeout=max(1.0, deadline - time.monotonic()))
-
-    def send(self, worker: int, command: str, *args: Any) -> None:
-        self._inboxes[worker].put((command, args))
-
-    def result(self, worker: int, *, timeout: float) -> Any:
-        """The next reply of ``worker``; a worker's exception fails the test with its
-        traceback."""
-        try:
-            status, payload = self._outboxes[worker].get(timeout=timeout)
-        except queue.Empty:
-            process = self.processes[worker]
-            raise AssertionError(
-                f"worker {worker} gave no answer within {timeout:.0f} s "
-                f"(alive: {process.is_alive()}, exit code: {process.exitcode})"
-            ) from None
-        if status != "ok":
-            raise AssertionError(f"worker {worker} failed:\n{payload}")
-        return payload
-
-    def hammer_all(
-        self, resources: Sequence[str], threads: int, duration_ms: int
-    ) -> list[WorkerReport]:
-        """Every worker hammers at once (released by the barrier); their reports."""
-        for worker in range(len(self)):
-            self.send(worker, "hammer", list(resources), threads, duration_ms)
-        deadline = time.monotonic() + BARRIER_TIMEOUT_S + duration_ms / 1000 + REPLY_MARGIN_S
-        return [
-            self.result(worker, timeout=max(1.0, deadline - time.monotonic()))
-            for worker in range(len(self))
-        ]
-
-    def close(self) -> None:
-        """Stop the workers (kill those that do not stop) and release the queues."""
-        started = [p for p in self.processes if p.pid is not None]
-        for i, process in enumerate(self.processes):
-            if process.is_alive():
-                with contextlib.suppress(Exception):
-                    self.send(i, "stop")
-        deadline = time.monotonic() + JOIN_TIMEOUT_S
-        for process in started:
-            process.join(max(0.0, deadline - time.monotonic()))
-        for process in started:
-            if process.is_alive():
-                process.kill()
-                process.join(JOIN_TIMEOUT_S)
-        for box in (*self._inboxes, *self._outboxes):
-            box.close()
-            box.join_thread()
-        for process in started:
-            if not process.is_alive():
-                process.close()
-
-
-@contextlib.contextmanager
 def fleet_of(
     endpoint: str, table: str, options: Sequence[dict[str, Any]], *, barrier_parties: int
-) -> Iterator[Fleet]:
-    """Started workers, stopped (or killed) on the way out whatever happened."""
-    fleet = Fleet(endpoint, table, options, barrier_parties=barrier_parties)
-    try:
-        fleet.start()
-        yield fleet
-    finally:
-        fleet.close()
+) -> contextlib.AbstractContextManager[Fleet]:
+    """Started rate-limit workers, stopped (or killed) on the way out whatever happened."""
+    return harness.fleet_of(
+        make_worker,
+        endpoint,
+        table,
+        options,
+        barrier_parties=barrier_parties,
+        name="rate-limit-worker",
+    )
+
+
+def hammer_all(
+    fleet: Fleet, resources: Sequence[str], threads: int, duration_ms: int
+) -> list[WorkerReport]:
+    """Every worker hammers at once (released by the barrier); their reports."""
+    for worker in range(len(fleet)):
+        fleet.send(worker, "hammer", list(resources), threads, duration_ms)
+    deadline = time.monotonic() + BARRIER_TIMEOUT_S + duration_ms / 1000 + REPLY_MARGIN_S
+    return [
+        fleet.result(worker, timeout=max(1.0, deadline - time.monotonic()))
+        for worker in range(len(fleet))
+    ]
 
 
 def thread_reports(reports: Sequence[WorkerReport]) -> list[ThreadReport]:
@@ -414,7 +270,7 @@ def test_8_processes_of_4_threads_never_admit_more_than_the_limit_in_any_window(
     resource = "comicvine-api"
     options = [{"default_config": {"limit": limit, "window_ms": window_ms}}] * processes
     with fleet_of(endpoint, table_name, options, barrier_parties=processes * threads) as fleet:
-        reports = fleet.hammer_all([resource], threads, run_ms)
+        reports = hammer_all(fleet, [resource], threads, run_ms)
 
     per_thread = thread_reports(reports)
     admissions = sorted(
@@ -469,7 +325,7 @@ def test_two_resources_hammered_together_each_get_their_own_limit(
     configs = {name: {"limit": limit, "window_ms": 60_000} for name, limit in limits.items()}
     options = [{"resource_configs": configs}] * processes
     with fleet_of(endpoint, table_name, options, barrier_parties=processes * threads) as fleet:
-        reports = fleet.hammer_all(list(limits), threads, run_ms)
+        reports = hammer_all(fleet, list(limits), threads, run_ms)
 
     per_thread = thread_reports(reports)
     origin = min(t.first_started_ms for t in per_thread if t.first_started_ms is not None)
