@@ -132,6 +132,7 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
         self._lease_ms = self.options.default_ttl_seconds * 1000
         self.owner_token = uuid.uuid4().hex
         """Written into every job this store starts: which store (process) owns it."""
+        self._start_background("cleanup", self.options.cleanup_interval_ms, self.cleanup)
 
     # -- taking a key ----------------------------------------------------------------------
 

@@ -94,6 +94,7 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
         self._configs: dict[str, RateLimitConfig] = dict(self.options.resource_configs)
         self._known: dict[str, tuple[SliceLayout, WindowState, int]] = {}
         self._lock = threading.Lock()
+        self._start_background("cleanup", self.options.cleanup_interval_ms, self.cleanup)
 
     # -- configuration ---------------------------------------------------------------------
 
