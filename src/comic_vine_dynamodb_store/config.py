@@ -137,7 +137,7 @@ class MonitoringOptions(OptionsModel):
 
 
 class StoreOptions(OptionsModel):
-    """Options every store takes (SPEC section 8).
+    """Options every store takes.
 
     ``client`` is a botocore session to reuse (its credentials and configuration); the store
     makes its own clients from it and never closes it. ``region`` left as ``None`` resolves
