@@ -116,7 +116,7 @@ def cache_root() -> Path:
     """Root of this library's user-level cache, so the 50 MB jar is downloaded once per user.
 
     ``$COMIC_VINE_STORE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/comic-vine-dynamodb-store``
-    (``~/.cache/...`` when ``XDG_CACHE_HOME`` is unset or not absolute, as the XDG base directory spec says).
+    (``~/.cache/...`` when ``XDG_CACHE_HOME`` is unset or not absolute, per the XDG spec).
     """
     override = os.environ.get(CACHE_DIR_ENV)
     if override:
