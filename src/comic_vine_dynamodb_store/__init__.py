@@ -20,6 +20,7 @@ from comic_vine_dynamodb_store.config import (
     MonitoringOptions,
     PerformanceOptions,
     RateLimitConfig,
+    RateLimitConfigs,
     RateLimitStoreOptions,
     StoreOptions,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "OperationTimeoutError",
     "PerformanceOptions",
     "RateLimitConfig",
+    "RateLimitConfigs",
     "RateLimitStats",
     "RateLimitStatus",
     "RateLimitStore",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
@@ -37,6 +38,7 @@ __all__ = [
     "OptionsModel",
     "PerformanceOptions",
     "RateLimitConfig",
+    "RateLimitConfigs",
     "RateLimitStoreOptions",
     "StoreOptions",
     "as_rate_limit_config",
@@ -239,6 +241,32 @@ def as_rate_limit_config(config: RateLimitConfig | Mapping[str, Any]) -> RateLim
     if isinstance(config, Mapping):
         return RateLimitConfig(**config)
     raise ConfigurationError("config must be a RateLimitConfig or a mapping", field="config")
+
+
+class RateLimitConfigs:
+    """The limits in force per resource: a default, overrides from options, and run-time
+    changes; thread-safe. Both rate-limit stores keep theirs in one of these."""
+
+    def __init__(self, default: RateLimitConfig, overrides: Mapping[str, RateLimitConfig]) -> None:
+        self._default = default
+        self._overrides = dict(overrides)
+        self._lock = threading.Lock()
+
+    def get(self, resource: str) -> RateLimitConfig:
+        """The config in force for ``resource``."""
+        with self._lock:
+            return self._overrides.get(resource, self._default)
+
+    def set(self, resource: str, config: RateLimitConfig | Mapping[str, Any]) -> None:
+        """Override ``resource``'s config (validated first; a bad one changes nothing)."""
+        checked = as_rate_limit_config(config)
+        with self._lock:
+            self._overrides[resource] = checked
+
+    def overrides(self) -> dict[str, RateLimitConfig]:
+        """A copy of the per-resource overrides."""
+        with self._lock:
+            return dict(self._overrides)
 
 
 class InMemoryRateLimitStoreOptions(OptionsModel):

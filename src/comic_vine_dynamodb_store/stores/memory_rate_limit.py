@@ -36,7 +36,7 @@ from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import (
     InMemoryRateLimitStoreOptions,
     RateLimitConfig,
-    as_rate_limit_config,
+    RateLimitConfigs,
 )
 from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.observability import signals
@@ -100,7 +100,7 @@ class InMemoryRateLimitStore(InMemoryStore):
         self.options = InMemoryRateLimitStoreOptions(**settings)
         self._clock = clock
         super().__init__()
-        self._configs: dict[str, RateLimitConfig] = dict(self.options.resource_configs)
+        self._configs = RateLimitConfigs(self.options.default_config, self.options.resource_configs)
         self._logs: dict[str, _Log] = {}
 
     # -- configuration -----------------------------------------------------------------------
@@ -110,20 +110,16 @@ class InMemoryRateLimitStore(InMemoryStore):
     ) -> None:
         """Use ``config`` for ``resource`` from now on (validated first)."""
         validate_key(resource, what="resource")
-        checked = as_rate_limit_config(config)
-        with self._lock:
-            self._configs[resource] = checked
+        self._configs.set(resource, config)
 
     def get_resource_config(self, resource: str) -> RateLimitConfig:
         """The config in force for ``resource``."""
-        with self._lock:
-            return self._config(resource)
+        return self._configs.get(resource)
 
     @property
     def resource_configs(self) -> dict[str, RateLimitConfig]:
         """A copy of the per-resource overrides."""
-        with self._lock:
-            return dict(self._configs)
+        return self._configs.overrides()
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -133,7 +129,7 @@ class InMemoryRateLimitStore(InMemoryStore):
         with self._lock:
             self._check_open("acquire")
             now = self._clock()
-            config = self._config(resource)
+            config = self._configs.get(resource)
             log = self._log(resource, config)
             counted = 0 if log is None else log.counted(now)
             if counted < config.limit:
@@ -160,7 +156,7 @@ class InMemoryRateLimitStore(InMemoryStore):
         with self._lock:
             self._check_open("record")
             now = self._clock()
-            config = self._config(resource)
+            config = self._configs.get(resource)
             log = self._writable_log(resource, config, self._log(resource, config))
             log.prune(now)
             log.add(now)
@@ -173,7 +169,7 @@ class InMemoryRateLimitStore(InMemoryStore):
         with self._lock:
             self._check_open("can_proceed")
             now = self._clock()
-            config = self._config(resource)
+            config = self._configs.get(resource)
             return self._counted(self._log(resource, config), now) < config.limit
 
     def get_status(self, resource: str) -> RateLimitStatus:
@@ -182,7 +178,7 @@ class InMemoryRateLimitStore(InMemoryStore):
         with self._lock:
             self._check_open("get_status")
             now = self._clock()
-            config = self._config(resource)
+            config = self._configs.get(resource)
             log = self._log(resource, config)
             counted = self._counted(log, now)
             # The newest counted admission leaves last: at a + window_ms.
@@ -199,7 +195,7 @@ class InMemoryRateLimitStore(InMemoryStore):
         with self._lock:
             self._check_open("get_wait_time")
             now = self._clock()
-            config = self._config(resource)
+            config = self._configs.get(resource)
             return self._wait_ms(self._log(resource, config), config, now)
 
     def reset(self, resource: str) -> None:
@@ -242,9 +238,6 @@ class InMemoryRateLimitStore(InMemoryStore):
             self._logs.clear()
 
     # -- internals (call with the lock held) -------------------------------------------------
-
-    def _config(self, resource: str) -> RateLimitConfig:
-        return self._configs.get(resource, self.options.default_config)
 
     def _log(self, resource: str, config: RateLimitConfig) -> _Log | None:
         """``resource``'s log if it was kept under ``config``'s window (another window's

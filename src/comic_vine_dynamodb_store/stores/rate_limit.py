@@ -35,7 +35,6 @@ resource's window.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
@@ -45,8 +44,8 @@ from pynamodb.expressions.condition import Condition
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import (
     RateLimitConfig,
+    RateLimitConfigs,
     RateLimitStoreOptions,
-    as_rate_limit_config,
 )
 from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import RateLimitEvent
@@ -91,9 +90,8 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
     ) -> None:
         super().__init__(options=options, clock=clock, **kwargs)
         self._windows = self._model(RateLimitEvent)
-        self._configs: dict[str, RateLimitConfig] = dict(self.options.resource_configs)
+        self._configs = RateLimitConfigs(self.options.default_config, self.options.resource_configs)
         self._known: dict[str, tuple[SliceLayout, WindowState, int]] = {}
-        self._lock = threading.Lock()
         self._start_background("cleanup", self.options.cleanup_interval_ms, self.cleanup)
 
     # -- configuration ---------------------------------------------------------------------
@@ -103,19 +101,16 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
     ) -> None:
         """Use ``config`` for ``resource`` from now on (validated first)."""
         validate_key(resource, what="resource")
-        checked = as_rate_limit_config(config)
-        with self._lock:
-            self._configs[resource] = checked
+        self._configs.set(resource, config)
 
     def get_resource_config(self, resource: str) -> RateLimitConfig:
         """The config in force for ``resource``."""
-        return self._configs.get(resource, self.options.default_config)
+        return self._configs.get(resource)
 
     @property
     def resource_configs(self) -> dict[str, RateLimitConfig]:
         """A copy of the per-resource overrides."""
-        with self._lock:
-            return dict(self._configs)
+        return self._configs.overrides()
 
     # -- admission -------------------------------------------------------------------------
 
