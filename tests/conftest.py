@@ -7,6 +7,7 @@ automatically, so ``pytest -m dynamodb`` counts what ran against it.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -83,14 +84,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_cache_store(
+def make_dynamodb_store(
     endpoint: str, table_name: str, clock: FakeClock
-) -> Iterator[Callable[..., DynamoDBCacheStore[Any]]]:
-    """Makes cache stores on the test's table and clock (no cleanup thread unless asked);
-    closes them afterwards."""
-    stores: list[DynamoDBCacheStore[Any]] = []
+) -> Iterator[Callable[..., Any]]:
+    """``make(StoreClass, **options)``: a store on the test's table and clock, with no cleanup
+    thread unless asked; every store made is closed afterwards."""
+    stores: list[Any] = []
 
-    def make(**options: Any) -> DynamoDBCacheStore[Any]:
+    def make(store_class: type[Any], **options: Any) -> Any:
         settings: dict[str, Any] = {
             "table_name": table_name,
             "endpoint": endpoint,
@@ -99,9 +100,17 @@ def make_cache_store(
             "clock": clock,
             **options,
         }
-        stores.append(DynamoDBCacheStore(**settings))
+        stores.append(store_class(**settings))
         return stores[-1]
 
     yield make
     for store in stores:
         store.close()
+
+
+@pytest.fixture
+def make_cache_store(
+    make_dynamodb_store: Callable[..., Any],
+) -> Callable[..., DynamoDBCacheStore[Any]]:
+    """Cache stores on the test's table and clock (see ``make_dynamodb_store``)."""
+    return functools.partial(make_dynamodb_store, DynamoDBCacheStore)

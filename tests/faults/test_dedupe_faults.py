@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,32 +12,14 @@ import pytest
 from comic_vine_dynamodb_store.errors import ThrottlingError
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from tests.faults.conftest import Injector, error_response, throttle
-from tests.support import FakeClock
 
 REGION = "us-east-1"
 
 
 @pytest.fixture
-def make_store(
-    endpoint: str, table_name: str, clock: FakeClock
-) -> Iterator[Callable[..., DynamoDBDedupeStore[Any]]]:
-    stores: list[DynamoDBDedupeStore[Any]] = []
-
-    def make(**options: Any) -> DynamoDBDedupeStore[Any]:
-        settings: dict[str, Any] = {
-            "table_name": table_name,
-            "endpoint": endpoint,
-            "region": REGION,
-            "retry_delay_ms": 1,
-            "clock": clock,
-            **options,
-        }
-        stores.append(DynamoDBDedupeStore(**settings))
-        return stores[-1]
-
-    yield make
-    for store in stores:
-        store.close()
+def make_store(make_dynamodb_store: Callable[..., Any]) -> Callable[..., Any]:
+    """Dedupe stores with a 1 ms retry backoff, so retried faults cost no time."""
+    return functools.partial(make_dynamodb_store, DynamoDBDedupeStore, retry_delay_ms=1)
 
 
 def commit_then_lose_the_answer(request: Any) -> Any:

@@ -12,7 +12,7 @@ import functools
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,24 +39,9 @@ MakeStore = Callable[..., Store]
 
 
 @pytest.fixture
-def make_store(endpoint: str, table_name: str, clock: FakeClock) -> Iterator[MakeStore]:
-    """Makes rate-limit stores on the test's table and fake clock; closes them afterwards."""
-    stores: list[Store] = []
-
-    def make(**options: Any) -> Store:
-        settings: dict[str, Any] = {
-            "table_name": table_name,
-            "endpoint": endpoint,
-            "region": REGION,
-            "clock": clock,
-            **options,
-        }
-        stores.append(DynamoDBRateLimitStore(**settings))
-        return stores[-1]
-
-    yield make
-    for store in stores:
-        store.close()
+def make_store(make_dynamodb_store: Callable[..., Any]) -> MakeStore:
+    """Rate-limit stores on the test's table and fake clock (see ``make_dynamodb_store``)."""
+    return functools.partial(make_dynamodb_store, DynamoDBRateLimitStore)
 
 
 @pytest.fixture
