@@ -30,6 +30,7 @@ __all__ = [
     "CloudWatchOptions",
     "DedupeStoreOptions",
     "HealthCheckOptions",
+    "InMemoryAdaptiveRateLimitStoreOptions",
     "InMemoryCacheStoreOptions",
     "InMemoryDedupeStoreOptions",
     "InMemoryRateLimitStoreOptions",
@@ -308,5 +309,11 @@ class AdaptiveConfig(OptionsModel):
 
 class AdaptiveRateLimitStoreOptions(RateLimitStoreOptions):
     """Options of the adaptive rate-limit store."""
+
+    adaptive_config: AdaptiveConfig = AdaptiveConfig()
+
+
+class InMemoryAdaptiveRateLimitStoreOptions(InMemoryRateLimitStoreOptions):
+    """Options of the in-memory adaptive rate-limit store: the DynamoDB store's, no table."""
 
     adaptive_config: AdaptiveConfig = AdaptiveConfig()

@@ -25,10 +25,32 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import cast
 
 from comic_vine_dynamodb_store.config import AdaptiveConfig
+from comic_vine_dynamodb_store.errors import ConfigurationError
+from comic_vine_dynamodb_store.stores.contracts import Priority
 
-__all__ = ["Capacity", "Trend", "UserActivity", "compute_capacity", "trend_of"]
+__all__ = [
+    "PRIORITIES",
+    "Capacity",
+    "Trend",
+    "UserActivity",
+    "compute_capacity",
+    "trend_of",
+    "validate_priority",
+]
+
+PRIORITIES: tuple[Priority, ...] = ("user", "background")
+
+
+def validate_priority(priority: object) -> Priority:
+    """``priority`` if it is ``"user"`` or ``"background"``; else ``ConfigurationError``."""
+    if not isinstance(priority, str) or priority not in PRIORITIES:
+        raise ConfigurationError(
+            f"priority must be 'user' or 'background', got {priority!r}", field="priority"
+        )
+    return cast(Priority, priority)
 
 
 class Trend(enum.StrEnum):
