@@ -123,7 +123,16 @@ def test_each_entity_round_trips(endpoint: str, table_name: str) -> None:
     assert [w.counters()[1:] for w in window] == [(3, (0, 5, 7))]
 
     stats = bound(endpoint, table_name, AdaptiveStats)
-    item = stats.build("ns", "r")
+    item = stats.build(
+        "ns",
+        "r",
+        expires_at_ms=now + 10_000,
+        version=1,
+        window_ms=3000,
+        current_slice=now // 1000,
+        activity_ms=9000,
+        activity_slice=now // 3000,
+    )
     item.user_reserved, item.background_paused, item.reason = 60, True, "high activity"
     item.save()
     got_stats = stats.get_live(*AdaptiveStats.key_of("ns", "r"))

@@ -60,7 +60,16 @@ def test_every_entity_lands_in_its_own_gsi1_shards() -> None:
             history=[],
             expires_at_ms=NOW_MS,
         ),
-        AdaptiveStats.build("ns", "k"),
+        AdaptiveStats.build(
+            "ns",
+            "k",
+            expires_at_ms=NOW_MS,
+            version=1,
+            window_ms=60_000,
+            current_slice=0,
+            activity_ms=900_000,
+            activity_slice=0,
+        ),
     ]
     tags = ["CACHE", "DEDUPE", "RATELIMIT", "ADAPTIVE"]
     for item, tag in zip(items, tags, strict=True):

@@ -1,10 +1,23 @@
-"""``AdaptiveStats``: the shared capacity split of one resource between users and background."""
+"""``AdaptiveStats``: one resource of the adaptive limiter, its windows, activity and split.
+
+One item per resource holds everything a decision reads (see ``stores.adaptive_state``), so an
+admission is one conditional UpdateItem and every process decides on the same state: the
+sliced rate window (all admissions, and background ones), the sliced activity over the
+monitoring window (user and background), the newest user admission, and the capacity split
+last computed, with when and for which limit. ``Version`` grows with every write; writes that
+replace the state whole are conditioned on it.
+"""
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self, cast
 
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
 
 from comic_vine_dynamodb_store.keys import Entity, partition_key
 from comic_vine_dynamodb_store.models.base import StoreItem
@@ -13,33 +26,60 @@ __all__ = ["AdaptiveStats"]
 
 
 class AdaptiveStats(StoreItem):
-    """The last computed capacity of a resource, shared by every process.
+    """The adaptive state of one resource.
 
-    Key: ``PK = ADAPTIVE#<namespace>#=<resource>``, ``SK = STATS``. ``computed_at_ms`` and
-    ``version`` let one conditional write decide which process recomputes it.
+    Key: ``PK = ADAPTIVE#<namespace>#=<resource>``, ``SK = STATS``. ``WindowMs`` and
+    ``ActivityMs`` record the windows the counters were made for: a writer configured with
+    another window starts that window afresh. ``ExpiresAt`` is when no admission is counted
+    any more and users have been idle long enough to be forgotten.
     """
 
     entity = Entity.ADAPTIVE
     STATS_SORT_KEY = "STATS"
 
-    user_reserved = NumberAttribute(attr_name="UserReserved", default=0)
-    background_max = NumberAttribute(attr_name="BackgroundMax", default=0)
-    background_paused = BooleanAttribute(attr_name="BackgroundPaused", default=False)
-    recent_user_activity = NumberAttribute(attr_name="RecentUserActivity", default=0)
-    reason = UnicodeAttribute(attr_name="Reason", default="")
-    computed_at_ms = NumberAttribute(attr_name="ComputedAt", default=0)
-    version = NumberAttribute(attr_name="Version", default=0)
+    version = NumberAttribute(attr_name="Version")
+
+    window_ms = NumberAttribute(attr_name="WindowMs")
+    current_slice = NumberAttribute(attr_name="CurSlice")
+    current = NumberAttribute(attr_name="Cur", default=0)
+    current_background = NumberAttribute(attr_name="CurBg", default=0)
+    history = ListAttribute(of=NumberAttribute, attr_name="Hist", default=list)
+    history_background = ListAttribute(of=NumberAttribute, attr_name="HistBg", default=list)
+
+    activity_ms = NumberAttribute(attr_name="ActivityMs")
+    activity_slice = NumberAttribute(attr_name="ActSlice")
+    activity_user = NumberAttribute(attr_name="ActUser", default=0)
+    activity_background = NumberAttribute(attr_name="ActBg", default=0)
+    activity_history_user = ListAttribute(of=NumberAttribute, attr_name="ActHistUser", default=list)
+    activity_history_background = ListAttribute(
+        of=NumberAttribute, attr_name="ActHistBg", default=list
+    )
+    last_user_at_ms = NumberAttribute(attr_name="LastUserAt", null=True)
+
+    user_reserved = NumberAttribute(attr_name="UserReserved", null=True)
+    background_max = NumberAttribute(attr_name="BackgroundMax", null=True)
+    background_paused = BooleanAttribute(attr_name="BackgroundPaused", null=True)
+    recent_user_activity = NumberAttribute(attr_name="RecentUserActivity", null=True)
+    trend = UnicodeAttribute(attr_name="Trend", null=True)
+    reason = UnicodeAttribute(attr_name="Reason", null=True)
+    computed_at_ms = NumberAttribute(attr_name="ComputedAt", null=True)
+    computed_for_limit = NumberAttribute(attr_name="ComputedForLimit", null=True)
 
     @classmethod
     def key_of(cls, namespace: str, resource: str) -> tuple[str, str]:
-        """The ``(PK, SK)`` of ``resource``'s stats."""
+        """The ``(PK, SK)`` of ``resource``'s state."""
         return partition_key(cls.entity, namespace, resource), cls.STATS_SORT_KEY
 
     @classmethod
-    def build(cls, namespace: str, resource: str, *, expires_at_ms: int | None = None) -> Self:
-        """Empty stats for ``resource``, indexed in GSI1."""
+    def build(cls, namespace: str, resource: str, *, expires_at_ms: int, **values: Any) -> Self:
+        """The item of ``resource`` holding ``values``, indexed in GSI1."""
         pk, sk = cls.key_of(namespace, resource)
-        item = cls(pk, sk)
+        item = cls(pk, sk, **values)
         item.set_expiry(expires_at_ms)
         item.index_under(namespace)
         return item
+
+    @staticmethod
+    def ints(values: Any) -> tuple[int, ...]:
+        """A stored list of counters as plain ints."""
+        return tuple(int(cast(float, value)) for value in values or ())

@@ -58,11 +58,11 @@ class SliceLayout:
     history_slices: int
 
     @classmethod
-    def for_window(cls, window_ms: int) -> SliceLayout:
-        """The layout for ``window_ms``: at most 60 slices, each at least 1 ms."""
+    def for_window(cls, window_ms: int, slices: int = SLICES_PER_WINDOW) -> SliceLayout:
+        """The layout for ``window_ms``: at most ``slices`` slices, each at least 1 ms."""
         if window_ms <= 0:
             raise ValueError(f"window_ms must be > 0, got {window_ms}")
-        slice_ms = max(1, math.ceil(window_ms / SLICES_PER_WINDOW))
+        slice_ms = max(1, math.ceil(window_ms / slices))
         return cls(window_ms, slice_ms, math.ceil(window_ms / slice_ms))
 
     def slice_of(self, now_ms: int) -> int:
