@@ -25,7 +25,6 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import cast
 
 from comic_vine_dynamodb_store.config import AdaptiveConfig
 from comic_vine_dynamodb_store.errors import ConfigurationError
@@ -50,7 +49,7 @@ def validate_priority(priority: object) -> Priority:
         raise ConfigurationError(
             f"priority must be 'user' or 'background', got {priority!r}", field="priority"
         )
-    return cast(Priority, priority)
+    return priority
 
 
 class Trend(enum.StrEnum):
