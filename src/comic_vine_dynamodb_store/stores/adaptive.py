@@ -87,6 +87,7 @@ class _Known:
     version: int | None
     fits: bool
     learned_at_ms: int
+    layout: AdaptiveLayout | None = None
 
 
 _UNKNOWN = _Known(None, None, True, -(2**62))
@@ -165,6 +166,8 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
         self._check_open(operation)  # refusals from known state send nothing, so check here
         config, layout = self._layout(resource)
         known = self._known.get(resource, _UNKNOWN)
+        if known.layout != layout:
+            known = _UNKNOWN  # counted in slices of another size: read it afresh
         refreshed = False
         for _ in range(_MAX_ATTEMPTS):
             now = self._now_ms()
@@ -374,14 +377,14 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
         version: int | None,
         now: int,
     ) -> _Known:
-        known = _Known(state, version, True, now)
+        known = _Known(state, version, True, now, layout)
         self._known[resource] = known
         return known
 
     def _learn(
         self, resource: str, layout: AdaptiveLayout, item: AdaptiveStats | None, now: int
     ) -> _Known:
-        known = _state_of(item, layout, now)
+        known = dataclasses.replace(_state_of(item, layout, now), layout=layout)
         self._known[resource] = known
         return known
 

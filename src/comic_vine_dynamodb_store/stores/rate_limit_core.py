@@ -103,7 +103,9 @@ def roll(state: WindowState, layout: SliceLayout, to_slice: int) -> WindowState:
         return state
     steps = to_slice - state.current_slice
     n = layout.history_slices
-    extended = (*state.history, state.current, *(0,) * (steps - 1))
+    # Only the last n counters survive: never build more zeros than that (a long idle gap is
+    # billions of slices).
+    extended = (*state.history, state.current, *(0,) * min(steps - 1, n))
     return WindowState(to_slice, 0, tuple(extended[-n:]) if n else ())
 
 
