@@ -13,6 +13,7 @@ from comic_vine_dynamodb_store.config import (
     CloudWatchOptions,
     DedupeStoreOptions,
     HealthCheckOptions,
+    InMemoryAdaptiveRateLimitStoreOptions,
     InMemoryCacheStoreOptions,
     InMemoryDedupeStoreOptions,
     InMemoryRateLimitStoreOptions,
@@ -39,6 +40,7 @@ from comic_vine_dynamodb_store.errors import (
     ThrottlingError,
 )
 from comic_vine_dynamodb_store.resilience.breaker import BreakerState, CircuitBreakerStatus
+from comic_vine_dynamodb_store.stores.adaptive import DynamoDBAdaptiveRateLimitStore
 from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
 from comic_vine_dynamodb_store.stores.contracts import (
     AdaptiveRateLimitStore,
@@ -54,6 +56,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
     Registration,
 )
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
+from comic_vine_dynamodb_store.stores.memory_adaptive import InMemoryAdaptiveRateLimitStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
 from comic_vine_dynamodb_store.stores.memory_dedupe import InMemoryDedupeStore
 from comic_vine_dynamodb_store.stores.memory_rate_limit import InMemoryRateLimitStore
@@ -79,12 +82,15 @@ __all__ = [
     "DedupeStats",
     "DedupeStore",
     "DedupeStoreOptions",
+    "DynamoDBAdaptiveRateLimitStore",
     "DynamoDBCacheStore",
     "DynamoDBDedupeStore",
     "DynamoDBRateLimitStore",
     "DynamoDBStoreError",
     "HealthCheckOptions",
     "HealthCheckResult",
+    "InMemoryAdaptiveRateLimitStore",
+    "InMemoryAdaptiveRateLimitStoreOptions",
     "InMemoryCacheStore",
     "InMemoryCacheStoreOptions",
     "InMemoryDedupeStore",

@@ -19,9 +19,11 @@ from comic_vine_dynamodb_store.errors import (
     ThrottlingError,
 )
 from comic_vine_dynamodb_store.stores import (
+    adaptive,
     cache,
     contracts,
     dedupe,
+    memory_adaptive,
     memory_cache,
     memory_dedupe,
     memory_rate_limit,
@@ -82,9 +84,11 @@ def test_top_level_all_lists_every_public_error_and_option() -> None:
     assert _public_classes(errors) <= exported
     assert _public_classes(config) - {"OptionsModel"} <= exported
     for module in (
+        adaptive,
         contracts,
         cache,
         dedupe,
+        memory_adaptive,
         memory_cache,
         memory_dedupe,
         memory_rate_limit,

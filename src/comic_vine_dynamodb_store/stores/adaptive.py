@@ -88,6 +88,7 @@ class _Known:
     fits: bool
     learned_at_ms: int
     layout: AdaptiveLayout | None = None
+    expires_at_ms: int | None = None
 
 
 _UNKNOWN = _Known(None, None, True, -(2**62))
@@ -232,7 +233,12 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
             if not outcome.blocked:
                 return self._remember(resource, layout, decision.after, version, now), True
         elif admission is None or decision.rolled or decision.recomputed or not known.fits:
-            whole = self._whole(resource, layout, decision.after, known.version + 1)
+            # A write that admits nothing (a split shared on a refusal or a read) keeps the
+            # expiry: only admissions keep a resource's state alive.
+            keep = known.expires_at_ms if decision.after is decision.current else None
+            whole = self._whole(
+                resource, layout, decision.after, known.version + 1, expires_at_ms=keep
+            )
             actions = [
                 getattr(items, name).set(getattr(whole, name))
                 for name in _STATE_ATTRIBUTES
@@ -305,9 +311,16 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
         return {"actions": actions, "condition": condition}
 
     def _whole(
-        self, resource: str, layout: AdaptiveLayout, state: AdaptiveState, version: int
+        self,
+        resource: str,
+        layout: AdaptiveLayout,
+        state: AdaptiveState,
+        version: int,
+        *,
+        expires_at_ms: int | None = None,
     ) -> AdaptiveStats:
-        """The item holding ``state`` whole."""
+        """The item holding ``state`` whole, expiring at ``expires_at_ms`` (default: when
+        the state's newest slices have been retained long enough)."""
         stored = state.capacity
         capacity: dict[str, Any] = {}
         if stored is not None:
@@ -325,7 +338,7 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
         return self._items.build(
             self._namespace,
             resource,
-            expires_at_ms=state.expires_at_ms(layout),
+            expires_at_ms=state.expires_at_ms(layout) if expires_at_ms is None else expires_at_ms,
             version=version,
             window_ms=layout.rate.window_ms,
             current_slice=state.total.current_slice,
@@ -363,6 +376,7 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
                 limit=config.limit,
                 window_ms=config.window_ms,
                 wait_ms=wait_for(state, layout, config.limit, priority, now),
+                priority=priority,
             ),
         )
         return False
@@ -571,4 +585,4 @@ def _state_of(item: AdaptiveStats | None, layout: AdaptiveLayout, now: int) -> _
         last_user_ms=None if last_user is None else int(last_user),
         capacity=stored,
     )
-    return _Known(state, int(item.version), fits, now)
+    return _Known(state, int(item.version), fits, now, expires_at_ms=item.expires_at_ms_int)

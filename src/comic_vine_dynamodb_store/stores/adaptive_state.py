@@ -102,9 +102,7 @@ class StoredCapacity:
     def is_due(self, limit: int, config: AdaptiveConfig, now_ms: int) -> bool:
         """Whether it must be recomputed before use at ``now_ms``."""
         return (
-            self.limit != limit
-            or now_ms - self.computed_at_ms >= config.recalculation_interval_ms
-            or now_ms < self.computed_at_ms - config.recalculation_interval_ms  # clock jumped
+            self.limit != limit or now_ms - self.computed_at_ms >= config.recalculation_interval_ms
         )
 
     def next_due_ms(self, config: AdaptiveConfig) -> int:
@@ -160,7 +158,9 @@ def activity_of(state: AdaptiveState, layout: AdaptiveLayout, now_ms: int) -> Us
     """What the capacity calculator needs, from the activity counters at ``now_ms``.
 
     The newest third is the current slice and the ``ACTIVITY_SLICES / 3 - 1`` before it; the
-    previous third the same number of slices before those.
+    previous third the same number of slices before those. Counted in whole slices, the thirds
+    may be off by up to one slice of time either way (the trend is a rule of thumb; the rate
+    window, which is a guarantee, only ever counts more).
     """
     rolled = advance(state, layout, now_ms)
     user = rolled.user_activity
