@@ -157,8 +157,9 @@ def advance(state: AdaptiveState, layout: AdaptiveLayout, now_ms: int) -> Adapti
 def activity_of(state: AdaptiveState, layout: AdaptiveLayout, now_ms: int) -> UserActivity:
     """What the capacity calculator needs, from the activity counters at ``now_ms``.
 
-    The newest third is the current slice and the ``ACTIVITY_SLICES / 3 - 1`` before it; the
-    previous third the same number of slices before those. Counted in whole slices, the thirds
+    With ``n`` history slices (``ACTIVITY_SLICES``, or fewer for a window of under 30 ms),
+    the newest third is the current slice and the ``(n + 1) // 3 - 1`` before it; the
+    previous third the ``(n + 1) // 3`` slices before those. Counted in whole slices, the thirds
     may be off by up to one slice of time either way (the trend is a rule of thumb; the rate
     window, which is a guarantee, only ever counts more).
     """
@@ -238,8 +239,9 @@ class Plan:
     """One call's decision: the state it acts on, whether it admits, and what to write.
 
     ``after`` is ``current`` with the admission counted (``current`` itself when refused);
-    ``rolled`` says a slice moved or the capacity was recomputed, so the state must be
-    written whole rather than by adding to its counters.
+    ``rolled`` says nothing was stored yet or a slice moved, ``recomputed`` that the split was
+    due and is new in ``current``: either way the state must be written whole rather than by
+    adding to its counters.
     """
 
     current: AdaptiveState
