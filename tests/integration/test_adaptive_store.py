@@ -79,8 +79,8 @@ def counters(raw: Any, table: str, resource: str) -> tuple[int, int]:
     """(every admission, background admissions) the item holds, history included."""
     item = raw_item(raw, table, resource)
     assert item is not None
-    total = int(item["Cur"]["N"]) + sum(int(n["N"]) for n in item["Hist"]["L"])
-    background = int(item["CurBg"]["N"]) + sum(int(n["N"]) for n in item["HistBg"]["L"])
+    total = sum(int(n["N"]) for n in item["Tot"]["L"])
+    background = sum(int(n["N"]) for n in item["Bg"]["L"])
     return total, background
 
 

@@ -127,7 +127,6 @@ def test_each_entity_round_trips(endpoint: str, table_name: str) -> None:
         "ns",
         "r",
         expires_at_ms=now + 10_000,
-        version=1,
         window_ms=3000,
         current_slice=now // 1000,
         activity_ms=9000,

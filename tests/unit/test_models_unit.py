@@ -64,7 +64,6 @@ def test_every_entity_lands_in_its_own_gsi1_shards() -> None:
             "ns",
             "k",
             expires_at_ms=NOW_MS,
-            version=1,
             window_ms=60_000,
             current_slice=0,
             activity_ms=900_000,

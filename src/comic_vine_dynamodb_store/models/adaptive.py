@@ -4,8 +4,12 @@ One item per resource holds everything a decision reads (see ``stores.adaptive_s
 admission is one conditional UpdateItem and every process decides on the same state: the
 sliced rate window (all admissions, and background ones), the sliced activity over the
 monitoring window (user and background), the newest user admission, and the capacity split
-last computed, with when and for which limit. ``Version`` grows with every write; writes that
-replace the state whole are conditioned on it.
+last computed, with when and for which limit.
+
+Each sliced counter is a ring: a list with one slot per slice (the window's slices and the
+current one), slice ``k`` in slot ``k mod len``, and ``CurSlice``/``ActSlice`` naming the
+newest. Moving to a new slice only zeroes the slots it reuses, so a writer never sends back
+counts it read: concurrent admissions into the old slice are never lost or undone.
 """
 
 from __future__ import annotations
@@ -37,23 +41,15 @@ class AdaptiveStats(StoreItem):
     entity = Entity.ADAPTIVE
     STATS_SORT_KEY = "STATS"
 
-    version = NumberAttribute(attr_name="Version")
-
     window_ms = NumberAttribute(attr_name="WindowMs")
     current_slice = NumberAttribute(attr_name="CurSlice")
-    current = NumberAttribute(attr_name="Cur", default=0)
-    current_background = NumberAttribute(attr_name="CurBg", default=0)
-    history = ListAttribute(of=NumberAttribute, attr_name="Hist", default=list)
-    history_background = ListAttribute(of=NumberAttribute, attr_name="HistBg", default=list)
+    total_ring = ListAttribute(of=NumberAttribute, attr_name="Tot", default=list)
+    background_ring = ListAttribute(of=NumberAttribute, attr_name="Bg", default=list)
 
     activity_ms = NumberAttribute(attr_name="ActivityMs")
     activity_slice = NumberAttribute(attr_name="ActSlice")
-    activity_user = NumberAttribute(attr_name="ActUser", default=0)
-    activity_background = NumberAttribute(attr_name="ActBg", default=0)
-    activity_history_user = ListAttribute(of=NumberAttribute, attr_name="ActHistUser", default=list)
-    activity_history_background = ListAttribute(
-        of=NumberAttribute, attr_name="ActHistBg", default=list
-    )
+    user_activity_ring = ListAttribute(of=NumberAttribute, attr_name="ActUser", default=list)
+    background_activity_ring = ListAttribute(of=NumberAttribute, attr_name="ActBg", default=list)
     last_user_at_ms = NumberAttribute(attr_name="LastUserAt", null=True)
 
     user_reserved = NumberAttribute(attr_name="UserReserved", null=True)

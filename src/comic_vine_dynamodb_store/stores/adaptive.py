@@ -2,27 +2,31 @@
 
 Each resource is one ``AdaptiveStats`` item holding its sliced rate window, its activity over
 the monitoring window and the capacity split last computed (the decisions are pure, in
-:mod:`.adaptive_state`). Every write is one conditional UpdateItem:
+:mod:`.adaptive_state`). The sliced counters are rings (one slot per slice), so every write
+is one conditional UpdateItem that sends deltas, never counts it read:
 
-* **admit** within the current slices: ``ADD`` to the counters if the slices are still the
-  ones the caller counted against and the window has room (``Cur < limit - frozen history``;
-  for background work also ``CurBg < background_max - frozen history`` on the split the caller
-  used, pinned by ``ComputedAt``);
-* **roll** a slice, or **recompute** the split when it is due: the whole new state, written if
-  ``Version`` is still the one the caller read (a compare-and-set), with the admission in the
-  same write.
+* **admit** within the current slices: add 1 to the current slots if the slices are still
+  the ones the caller counted against and the window has room (``slot < limit - frozen
+  slots``; for background work also the background share of the split the caller used,
+  pinned by ``ComputedAt``);
+* **move to a new slice**: zero the slots the new slices reuse and put the admission in the
+  new one, if the newest slice is still the one the caller knew, and the old newest slot
+  (which other processes may still have been adding to) leaves room. Admissions racing into
+  the old slice are never lost: the move does not depend on them unless the window is full;
+* **recompute the split** when it is due, in the same write, if ``ComputedAt`` is still the
+  one the caller knew: one conditional write decides which process recomputes.
 
 A write returns the item (``ALL_NEW`` when it went through, ``ALL_OLD`` when its condition
 failed), so the caller always knows the state as of its last request and a lost race costs
-no read. The split is recomputed by whichever process first writes after it is due; every
-other process uses that one until the next is due, so all processes admit on the same split.
+no read. Every process admits on the split stored in the item.
 
-Costs: ``acquire``/``record`` 1 UpdateItem in the steady state; one more when a slice rolls or
-the split is due and another process wrote since this store's last request. A refusal on a
-state learned less than one rate slice ago sends nothing; an older one is refreshed by one
-GetItem first. ``can_proceed``/``get_wait_time``/``get_status`` 1 consistent GetItem (plus one
-write when the split is due, so that every process reports the same one), ``reset`` 1
-DeleteItem. The item holds at most 182 small counters (under 1 KB: 1 write unit per write).
+Costs: ``acquire``/``record`` 1 UpdateItem in the steady state; one more when a slice moved or
+the split was recomputed by another process since this store's last request, and on a
+store's first call for a resource another process created (its PutItem fails and returns the
+item). A refusal on a state learned less than one rate slice ago sends nothing; an older one
+is refreshed by one GetItem first. ``can_proceed``/``get_wait_time``/``get_status`` 1
+consistent GetItem (plus one write when the split is due, so that every process reports the
+same one), ``reset`` 1 DeleteItem. The item holds at most 184 small counters (under 1 KB).
 
 All processes must configure a resource alike (limit, window, adaptive config): the split is
 recomputed at once by a process with another limit, and a process with another window or
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import secrets
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
@@ -44,7 +48,7 @@ from comic_vine_dynamodb_store.config import (
     RateLimitConfig,
     RateLimitConfigs,
 )
-from comic_vine_dynamodb_store.keys import validate_key
+from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import AdaptiveStats
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.adaptive_core import Capacity, Trend, validate_priority
@@ -55,8 +59,11 @@ from comic_vine_dynamodb_store.stores.adaptive_state import (
     StoredCapacity,
     plan,
     remaining,
+    ring_of,
+    slot_condition_bound,
     state_reset_ms,
     wait_for,
+    window_of_ring,
 )
 from comic_vine_dynamodb_store.stores.base import DynamoDBStore
 from comic_vine_dynamodb_store.stores.contracts import (
@@ -65,30 +72,36 @@ from comic_vine_dynamodb_store.stores.contracts import (
     RateLimitStats,
     RateLimitStatus,
 )
-from comic_vine_dynamodb_store.stores.rate_limit_core import (
-    WindowState,
-    counted,
-    history_allowance,
-)
+from comic_vine_dynamodb_store.stores.rate_limit_core import SliceLayout, WindowState, counted
 
 __all__ = ["DynamoDBAdaptiveRateLimitStore"]
 
 _MAX_ATTEMPTS = 8
-_VERSION_BITS = 52  # a fresh item's version is random: a reset and re-created item never
-# carries a version a stale writer still holds
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Stored:
+    """The layout and newest slices the item holds, as written (conditions pin them)."""
+
+    window_ms: int
+    current_slice: int
+    activity_ms: int
+    activity_slice: int
+    expires_at_ms: int | None
+    computed_at_ms: int | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Known:
-    """What this store last learned of a resource: the state (None: no item), the item's
-    version, whether the stored counters fit the current layout, and when it learned it."""
+    """What this store last learned of a resource: the state read for ``layout`` (None: no
+    item), what the item held as written, whether its counters fit ``layout``, and when it
+    learned it."""
 
     state: AdaptiveState | None
-    version: int | None
+    stored: _Stored | None
     fits: bool
     learned_at_ms: int
     layout: AdaptiveLayout | None = None
-    expires_at_ms: int | None = None
 
 
 _UNKNOWN = _Known(None, None, True, -(2**62))
@@ -215,15 +228,14 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
     ) -> tuple[_Known, bool]:
         """Write ``decision`` (one request); the state learned, and whether it went through.
 
-        ``admission`` says what one admitted request adds, for the in-place write; without
-        it the state is written whole.
+        ``admission`` says what the admitted request is; without it nothing is counted (the
+        write only shares a recomputed split).
         """
         items = self._items
         pk, sk = AdaptiveStats.key_of(self._namespace, resource)
         now = self._now_ms()
-        if known.state is None or known.version is None:
-            version = secrets.randbits(_VERSION_BITS)
-            attributes = self._whole(resource, layout, decision.after, version).serialize()
+        if known.state is None or known.stored is None:
+            attributes = self._whole(resource, layout, decision.after).serialize()
             condition = items.pk.does_not_exist() | (items.expires_at_ms <= now)
             outcome = self._run(
                 operation,
@@ -231,96 +243,113 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
                 key=resource,
             )
             if not outcome.blocked:
-                return self._remember(resource, layout, decision.after, version, now), True
-        elif admission is None or decision.rolled or decision.recomputed or not known.fits:
-            # A write that admits nothing (a split shared on a refusal or a read) keeps the
-            # expiry: only admissions keep a resource's state alive.
-            keep = known.expires_at_ms if decision.after is decision.current else None
-            whole = self._whole(
-                resource, layout, decision.after, known.version + 1, expires_at_ms=keep
-            )
-            actions = [
-                getattr(items, name).set(getattr(whole, name))
-                for name in _STATE_ATTRIBUTES
-                if getattr(whole, name) is not None
-            ]
-            actions += [
-                getattr(items, name).remove()
-                for name in _STATE_ATTRIBUTES
-                if getattr(whole, name) is None
-            ]
-            outcome = self._run(
-                operation,
-                functools.partial(
-                    items.update_unless_blocked,
-                    pk,
-                    sk,
-                    actions=actions,
-                    condition=items.version == known.version,
-                    return_new=True,
-                ),
-                key=resource,
-            )
+                return self._remember(resource, layout, decision.after, now), True
         else:
+            if known.fits:
+                update = self._delta(layout, known.state, known.stored, decision, admission)
+            else:
+                update = self._rewrite(resource, layout, known.stored, decision)
             outcome = self._run(
                 operation,
-                functools.partial(
-                    items.update_unless_blocked,
-                    pk,
-                    sk,
-                    **self._admission(layout, decision, admission),
-                    return_new=True,
-                ),
+                functools.partial(items.update_unless_blocked, pk, sk, **update, return_new=True),
                 key=resource,
             )
         return self._learn(resource, layout, outcome.item, now), not outcome.blocked
 
-    def _admission(
-        self, layout: AdaptiveLayout, decision: Plan, admission: _Admission
+    def _delta(
+        self,
+        layout: AdaptiveLayout,
+        before: AdaptiveState,
+        stored: _Stored,
+        decision: Plan,
+        admission: _Admission | None,
     ) -> dict[str, Any]:
-        """Actions and condition adding one admission to the current slices in place."""
+        """The UpdateItem moving ``before`` to ``decision.after`` by deltas: actions and the
+        condition under which they are right."""
         items = self._items
         current, after = decision.current, decision.after
-        now = admission.now_ms
         condition = (
-            (items.current_slice == current.total.current_slice)
-            & (items.activity_slice == current.user_activity.current_slice)
+            (items.current_slice == stored.current_slice)
+            & (items.activity_slice == stored.activity_slice)
             & (items.window_ms == layout.rate.window_ms)
             & (items.activity_ms == layout.activity.window_ms)
         )
-        actions: list[Any] = [items.version.add(1), items.current.add(1)]
-        user = admission.priority == "user"
-        stored = current.capacity
+        user = admission is not None and admission.priority == "user"
+        counts = admission is not None
+        actions: list[Any] = [
+            *_ring_actions(items.total_ring, before.total, after.total, layout.rate),
+            *_ring_actions(items.background_ring, before.background, after.background, layout.rate),
+            *_ring_actions(
+                items.user_activity_ring, before.user_activity, after.user_activity, layout.activity
+            ),
+            *_ring_actions(
+                items.background_activity_ring,
+                before.background_activity,
+                after.background_activity,
+                layout.activity,
+            ),
+        ]
+        if after.total.current_slice != before.total.current_slice:
+            actions.append(items.current_slice.set(after.total.current_slice))
+        if after.user_activity.current_slice != before.user_activity.current_slice:
+            actions.append(items.activity_slice.set(after.user_activity.current_slice))
         if user:
-            actions += [
-                items.activity_user.add(1),
-                items.last_user_at_ms.set(cast(int, after.last_user_ms)),
-            ]
-        else:
-            actions += [items.current_background.add(1), items.activity_background.add(1)]
-        if admission.enforce and stored is not None:
-            allowance = history_allowance(current.total, layout.rate, stored.limit, now)
-            condition &= items.current < allowance
+            actions.append(items.last_user_at_ms.set(cast(int, after.last_user_ms)))
+        if counts:
+            expires = after.expires_at_ms(layout)
+            if stored.expires_at_ms is None or expires > stored.expires_at_ms:
+                actions += _expiry_actions(items, expires)
+        stored_split = current.capacity
+        if decision.recomputed and stored_split is not None:
+            actions += _capacity_actions(items, stored_split)
+            condition &= (
+                items.computed_at_ms.does_not_exist()
+                if stored.computed_at_ms is None
+                else items.computed_at_ms == stored.computed_at_ms
+            )
+        if admission is not None and admission.enforce and stored_split is not None:
+            now = admission.now_ms
+            bound = slot_condition_bound(
+                current.total, stored.current_slice, layout.rate, stored_split.limit, now
+            )
+            if bound is not None:
+                slot = stored.current_slice % (layout.rate.history_slices + 1)
+                condition &= items.total_ring[slot] < bound
             if not user:
-                share = history_allowance(
-                    current.background, layout.rate, stored.capacity.background_max, now
+                share = stored_split.capacity.background_max
+                bound = slot_condition_bound(
+                    current.background, stored.current_slice, layout.rate, share, now
                 )
-                condition &= (items.current_background < share) & (
-                    items.computed_at_ms == stored.computed_at_ms
-                )
+                if bound is not None:
+                    slot = stored.current_slice % (layout.rate.history_slices + 1)
+                    condition &= items.background_ring[slot] < bound
+                if not decision.recomputed:
+                    # The split this admission was decided on must still be the one in force.
+                    condition &= items.computed_at_ms == stored_split.computed_at_ms
         return {"actions": actions, "condition": condition}
 
-    def _whole(
-        self,
-        resource: str,
-        layout: AdaptiveLayout,
-        state: AdaptiveState,
-        version: int,
-        *,
-        expires_at_ms: int | None = None,
-    ) -> AdaptiveStats:
-        """The item holding ``state`` whole, expiring at ``expires_at_ms`` (default: when
-        the state's newest slices have been retained long enough)."""
+    def _rewrite(
+        self, resource: str, layout: AdaptiveLayout, stored: _Stored, decision: Plan
+    ) -> dict[str, Any]:
+        """The UpdateItem writing the state whole: the item's counters were made for
+        another window, so they restart (a reconfiguration, not the steady state)."""
+        items = self._items
+        whole = self._whole(resource, layout, decision.after)
+        actions = [
+            getattr(items, name).set(getattr(whole, name))
+            for name in _STATE_ATTRIBUTES
+            if getattr(whole, name) is not None
+        ]
+        condition = (
+            (items.window_ms == stored.window_ms)
+            & (items.current_slice == stored.current_slice)
+            & (items.activity_ms == stored.activity_ms)
+            & (items.activity_slice == stored.activity_slice)
+        )
+        return {"actions": actions, "condition": condition}
+
+    def _whole(self, resource: str, layout: AdaptiveLayout, state: AdaptiveState) -> AdaptiveStats:
+        """The item holding ``state`` whole."""
         stored = state.capacity
         capacity: dict[str, Any] = {}
         if stored is not None:
@@ -338,20 +367,15 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
         return self._items.build(
             self._namespace,
             resource,
-            expires_at_ms=state.expires_at_ms(layout) if expires_at_ms is None else expires_at_ms,
-            version=version,
+            expires_at_ms=state.expires_at_ms(layout),
             window_ms=layout.rate.window_ms,
             current_slice=state.total.current_slice,
-            current=state.total.current,
-            current_background=state.background.current,
-            history=list(state.total.history),
-            history_background=list(state.background.history),
+            total_ring=ring_of(state.total, layout.rate),
+            background_ring=ring_of(state.background, layout.rate),
             activity_ms=layout.activity.window_ms,
             activity_slice=state.user_activity.current_slice,
-            activity_user=state.user_activity.current,
-            activity_background=state.background_activity.current,
-            activity_history_user=list(state.user_activity.history),
-            activity_history_background=list(state.background_activity.history),
+            user_activity_ring=ring_of(state.user_activity, layout.activity),
+            background_activity_ring=ring_of(state.background_activity, layout.activity),
             last_user_at_ms=state.last_user_ms,
             **capacity,
         )
@@ -384,14 +408,18 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
     # -- state ---------------------------------------------------------------------------
 
     def _remember(
-        self,
-        resource: str,
-        layout: AdaptiveLayout,
-        state: AdaptiveState | None,
-        version: int | None,
-        now: int,
+        self, resource: str, layout: AdaptiveLayout, state: AdaptiveState, now: int
     ) -> _Known:
-        known = _Known(state, version, True, now, layout)
+        """Remember ``state`` as just written whole by this store."""
+        stored = _Stored(
+            window_ms=layout.rate.window_ms,
+            current_slice=state.total.current_slice,
+            activity_ms=layout.activity.window_ms,
+            activity_slice=state.user_activity.current_slice,
+            expires_at_ms=state.expires_at_ms(layout),
+            computed_at_ms=None if state.capacity is None else state.capacity.computed_at_ms,
+        )
+        known = _Known(state, stored, True, now, layout)
         self._known[resource] = known
         return known
 
@@ -502,19 +530,14 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
 
 
 _STATE_ATTRIBUTES = (
-    "version",
     "window_ms",
     "current_slice",
-    "current",
-    "current_background",
-    "history",
-    "history_background",
+    "total_ring",
+    "background_ring",
     "activity_ms",
     "activity_slice",
-    "activity_user",
-    "activity_background",
-    "activity_history_user",
-    "activity_history_background",
+    "user_activity_ring",
+    "background_activity_ring",
     "last_user_at_ms",
     "user_reserved",
     "background_max",
@@ -530,41 +553,96 @@ _STATE_ATTRIBUTES = (
 )
 
 
+def _ring_actions(
+    ring: Any, before: WindowState, after: WindowState, layout: SliceLayout
+) -> list[Any]:
+    """Actions taking the stored ring of ``before`` to ``after``: add to the current slot,
+    or zero the slots the new slices reuse and write the new current one."""
+    size = layout.history_slices + 1
+    if after.current_slice == before.current_slice:
+        added = after.current - before.current
+        slot = ring[after.current_slice % size]
+        return [slot.set(slot + added)] if added else []
+    newest = after.current_slice % size
+    moved = after.current_slice - before.current_slice
+    reused = (
+        range(size)
+        if moved >= size
+        else {(before.current_slice + step) % size for step in range(1, moved + 1)}
+    )
+    return [ring[slot].set(after.current if slot == newest else 0) for slot in sorted(reused)]
+
+
+def _expiry_actions(items: Any, expires_at_ms: int) -> list[Any]:
+    """Actions moving the item's expiry (exact, reaper's and index's) to ``expires_at_ms``."""
+    return [
+        items.expires_at_ms.set(expires_at_ms),
+        items.ttl.set(datetime.fromtimestamp(math.ceil(expires_at_ms / 1000), tz=UTC)),
+        items.gsi1sk.set(expiry_sort_key(expires_at_ms)),
+    ]
+
+
+def _capacity_actions(items: Any, stored: StoredCapacity) -> list[Any]:
+    """Actions storing a newly computed split."""
+    split = stored.capacity
+    return [
+        items.user_reserved.set(split.user_reserved),
+        items.background_max.set(split.background_max),
+        items.background_paused.set(split.background_paused),
+        items.recent_user_activity.set(split.recent_user_activity),
+        items.trend.set(split.trend.value),
+        items.reason.set(split.reason),
+        items.computed_at_ms.set(stored.computed_at_ms),
+        items.computed_for_limit.set(stored.limit),
+    ]
+
+
+def _ints(values: Any) -> tuple[int, ...]:
+    return AdaptiveStats.ints(values)
+
+
 def _state_of(item: AdaptiveStats | None, layout: AdaptiveLayout, now: int) -> _Known:
     """What ``item`` says, read for ``layout``: counters of another window start afresh."""
     if item is None or item.is_expired(now):
         return _Known(None, None, True, now)
+    stored = _Stored(
+        window_ms=int(item.window_ms),
+        current_slice=int(item.current_slice),
+        activity_ms=int(item.activity_ms),
+        activity_slice=int(item.activity_slice),
+        expires_at_ms=item.expires_at_ms_int,
+        computed_at_ms=None if item.computed_at_ms is None else int(item.computed_at_ms),
+    )
     fresh = AdaptiveState.fresh(layout, now)
     fits = True
     total, background = fresh.total, fresh.background
-    history = AdaptiveStats.ints(item.history)
-    history_background = AdaptiveStats.ints(item.history_background)
+    total_ring, background_ring = _ints(item.total_ring), _ints(item.background_ring)
+    rate_size = layout.rate.history_slices + 1
     if (
-        int(item.window_ms) == layout.rate.window_ms
-        and len(history) == layout.rate.history_slices
-        and len(history_background) == layout.rate.history_slices
+        stored.window_ms == layout.rate.window_ms
+        and len(total_ring) == rate_size
+        and len(background_ring) == rate_size
     ):
-        current_slice = int(item.current_slice)
-        total = WindowState(current_slice, int(item.current), history)
-        background = WindowState(current_slice, int(item.current_background), history_background)
+        total = window_of_ring(total_ring, stored.current_slice)
+        background = window_of_ring(background_ring, stored.current_slice)
     else:
         fits = False
     user_activity, background_activity = fresh.user_activity, fresh.background_activity
-    history_user = AdaptiveStats.ints(item.activity_history_user)
-    history_bg = AdaptiveStats.ints(item.activity_history_background)
+    user_ring = _ints(item.user_activity_ring)
+    background_activity_ring = _ints(item.background_activity_ring)
+    activity_size = layout.activity.history_slices + 1
     if (
-        int(item.activity_ms) == layout.activity.window_ms
-        and len(history_user) == layout.activity.history_slices
-        and len(history_bg) == layout.activity.history_slices
+        stored.activity_ms == layout.activity.window_ms
+        and len(user_ring) == activity_size
+        and len(background_activity_ring) == activity_size
     ):
-        activity_slice = int(item.activity_slice)
-        user_activity = WindowState(activity_slice, int(item.activity_user), history_user)
-        background_activity = WindowState(activity_slice, int(item.activity_background), history_bg)
+        user_activity = window_of_ring(user_ring, stored.activity_slice)
+        background_activity = window_of_ring(background_activity_ring, stored.activity_slice)
     else:
         fits = False
-    stored: StoredCapacity | None = None
+    split: StoredCapacity | None = None
     if item.computed_at_ms is not None and item.user_reserved is not None:
-        stored = StoredCapacity(
+        split = StoredCapacity(
             Capacity(
                 user_reserved=int(item.user_reserved),
                 background_max=int(item.background_max),
@@ -583,6 +661,6 @@ def _state_of(item: AdaptiveStats | None, layout: AdaptiveLayout, now: int) -> _
         user_activity=user_activity,
         background_activity=background_activity,
         last_user_ms=None if last_user is None else int(last_user),
-        capacity=stored,
+        capacity=split,
     )
-    return _Known(state, int(item.version), fits, now, expires_at_ms=item.expires_at_ms_int)
+    return _Known(state, stored, fits, now)
