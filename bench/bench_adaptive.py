@@ -10,14 +10,15 @@ else Docker, else the jar) and one fresh table serve the whole run.
 config: the split is recomputed every 30 s, so not during a row). Requests and capacity come
 from the store's ``operation_completed`` events; the HTTP requests counted on its client's
 ``before-send`` must agree, and every request is classified on the client (GetItem, PutItem,
-UpdateItem adding in place or writing the state whole, failed conditions). Rows:
+UpdateItem adding in place or moving to new slices / storing a new split, failed conditions).
+Rows:
 
 * ``acquire`` that creates the resource's item (one PutItem), and the first ``acquire`` of a
   store on an item another store created (it knows nothing of it: its PutItem fails and returns
   the item, then it writes: two requests);
 * ``acquire`` admitted in the steady state (the item exists and the store knows it), user and
   background, on a resource of limit 10000 that never gets near its limit (a call that lands in
-  a new slice rolls the window over in the same single request: it shows as a whole write);
+  a new slice moves the rings on in the same single request: it shows as a move);
 * ``acquire`` refused, limit 10 (the split "no traffic yet" gives background 5): by the store
   that filled the window or the background share (it knows the counts: no request), by a
   store whose last view still had room (its write fails its condition and returns the item:
@@ -44,11 +45,11 @@ and 10 ms per call, 100 calls a slice and 200 a recomputation, about 1.06. Targe
 refusal, and no more requests than that bound (printed as ``bound/call``).
 
 **Throughput**: background ``acquire`` (limit 10000, admitted) against a plain botocore client
-sending what an in-place admission is: ``UpdateItem`` of the same item adding 1 to ``Version``,
-``Cur``, ``CurBg`` and ``ActBg`` under the store's condition (``CurSlice``, ``ActSlice``,
-``WindowMs``, ``ActivityMs`` and ``ComputedAt`` unchanged, ``Cur`` and ``CurBg`` below the limit
-and the background share), ``ALL_NEW`` back, ``ALL_OLD`` on a failed condition (from which it
-learns the new slices and split and tries once more, as the store does). Same endpoint, region,
+sending what an in-place admission is: ``UpdateItem`` of the same item adding 1 to the current
+slots of ``Tot``, ``Bg`` and ``ActBg`` under the store's condition (``CurSlice``, ``ActSlice``,
+``WindowMs``, ``ActivityMs`` and ``ComputedAt`` unchanged, the ``Tot`` and ``Bg`` slots below the
+limit and the background share), ``ALL_NEW`` back, ``ALL_OLD`` on a failed condition (from which
+it learns the new slices and split and tries once more, as the store does). Same endpoint, region,
 timeouts and retry mode. After a warm-up, each round (on a fresh resource) alternates one store
 call and one raw call, each side charged for its own calls only; a side's ops/s is the median
 of its rounds. Target: store/raw >= 0.85.
@@ -161,9 +162,15 @@ class Meter:
         elif model.name == "PutItem":
             cost.puts += 1
         elif model.name == "UpdateItem":
-            # Only a whole write sets the frozen history; an in-place admission adds.
-            names = params.get("ExpressionAttributeNames", {}).values()
-            if "Hist" in names:
+            # A move sets the newest slice (or a new split); an in-place admission only adds.
+            names = params.get("ExpressionAttributeNames", {})
+            expression = params.get("UpdateExpression", "")
+            moved = any(
+                f"{placeholder} =" in expression
+                for placeholder, name in names.items()
+                if name in {"CurSlice", "ActSlice", "ComputedAt"}
+            )
+            if moved:
                 cost.whole_writes += 1
             else:
                 cost.in_place_writes += 1
@@ -528,16 +535,9 @@ class RawAdmission:
         self.request: dict[str, Any] = {
             "TableName": table,
             "Key": {"PK": {"S": pk}, "SK": {"S": sk}},
-            "UpdateExpression": "ADD #version :one, #cur :one, #curbg :one, #actbg :one",
-            "ConditionExpression": (
-                "#slice = :slice AND #actslice = :actslice AND #window = :window"
-                " AND #activity = :activity AND #cur < :allowance AND #curbg < :share"
-                " AND #computed = :computed"
-            ),
             "ExpressionAttributeNames": {
-                "#version": "Version",
-                "#cur": "Cur",
-                "#curbg": "CurBg",
+                "#tot": "Tot",
+                "#bg": "Bg",
                 "#actbg": "ActBg",
                 "#slice": "CurSlice",
                 "#actslice": "ActSlice",
@@ -563,6 +563,18 @@ class RawAdmission:
         values[":actslice"] = item["ActSlice"]
         values[":computed"] = item["ComputedAt"]
         values[":share"] = item["BackgroundMax"]
+        # The current slots: slice k of a ring of n slots is slot k mod n.
+        rate = int(item["CurSlice"]["N"]) % len(item["Tot"]["L"])
+        activity = int(item["ActSlice"]["N"]) % len(item["ActBg"]["L"])
+        self.request["UpdateExpression"] = (
+            f"SET #tot[{rate}] = #tot[{rate}] + :one, #bg[{rate}] = #bg[{rate}] + :one,"
+            f" #actbg[{activity}] = #actbg[{activity}] + :one"
+        )
+        self.request["ConditionExpression"] = (
+            "#slice = :slice AND #actslice = :actslice AND #window = :window"
+            f" AND #activity = :activity AND #tot[{rate}] < :allowance"
+            f" AND #bg[{rate}] < :share AND #computed = :computed"
+        )
 
     def __call__(self) -> object:
         for _ in range(2):
@@ -573,7 +585,7 @@ class RawAdmission:
                 if response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
                 self.conflicts += 1
-                # The store rolled a slice or recomputed the split: learn it, as the store would.
+                # The store moved a slice or recomputed the split: learn it, as the store would.
                 self._learn(response["Item"])
         self.refusals += 1
         return None
@@ -731,7 +743,7 @@ def render(rows: list[CostRow], amortized: Amortized, throughput: Throughput) ->
             "get",
             "put",
             "add",
-            "whole",
+            "move",
             "failed cond.",
             "target",
             "met?",
@@ -764,8 +776,8 @@ def render(rows: list[CostRow], amortized: Amortized, throughput: Throughput) ->
                 f" sent per call, {r.unexpected_answers} unexpected answer(s), {r.failures} failed"
             )
     out.append(
-        "(get: GetItem, put: PutItem, add: UpdateItem adding in place, whole: UpdateItem writing"
-        " the state whole (slice roll-over or split), failed cond.: writes whose condition failed)"
+        "(get: GetItem, put: PutItem, add: UpdateItem adding in place, move: UpdateItem moving to"
+        " new slices or storing a new split, failed cond.: writes whose condition failed)"
     )
     out.append("")
     a = amortized

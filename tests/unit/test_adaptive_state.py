@@ -30,8 +30,11 @@ from comic_vine_dynamodb_store.stores.adaptive_state import (
     advance,
     plan,
     remaining,
+    ring_of,
+    slot_condition_bound,
     state_reset_ms,
     wait_for,
+    window_of_ring,
 )
 from comic_vine_dynamodb_store.stores.contracts import Priority
 from comic_vine_dynamodb_store.stores.rate_limit_core import SliceLayout, WindowState
@@ -791,3 +794,38 @@ def test_issue_users_gone_for_forty_minutes_give_background_everything() -> None
     assert stored_split(decision.current) == (0, 200, False)
     assert decision.current.capacity is not None
     assert decision.current.capacity.capacity.reason == "users inactive for a sustained period"
+
+
+# -- rings -------------------------------------------------------------------------------
+
+RING_LAYOUT = SliceLayout(window_ms=40, slice_ms=10, history_slices=4)  # 5 slots
+
+
+def test_a_window_stored_as_a_ring_reads_back_the_same() -> None:
+    window = WindowState(current_slice=13, current=7, history=(1, 2, 3, 4))
+    ring = ring_of(window, RING_LAYOUT)
+    # Slice k lives in slot k mod 5: 9..12 hold the history, 13 the current count.
+    assert ring == [2, 3, 4, 7, 1]
+    assert window_of_ring(tuple(ring), 13) == window
+
+
+def test_moving_a_ring_only_needs_the_reused_slots_zeroed() -> None:
+    window = WindowState(current_slice=13, current=7, history=(1, 2, 3, 4))
+    ring = ring_of(window, RING_LAYOUT)
+    # Two slices on: slots of 14 and 15 are reused (zeroed), 15 takes the new admission.
+    ring[14 % 5], ring[15 % 5] = 0, 1
+    assert window_of_ring(tuple(ring), 15) == WindowState(15, 1, (3, 4, 7, 0))
+
+
+def test_the_newest_stored_slot_is_bounded_by_what_else_is_counted() -> None:
+    layout = SliceLayout.for_window(60_000)  # 1 s slices, 60 of history
+    stored = WindowState(current_slice=1000, current=4, history=(0,) * 59 + (6,))
+    now = 1000 * 1000 + 500
+    # Same slice: room iff the current slot stays below 20 - 6 (the frozen history).
+    assert slot_condition_bound(stored, 1000, layout, 20, now) == 14
+    # Moved on two slices: the old newest slot (now history) must stay below 20 - 6.
+    moved = WindowState(1002, 0, (0,) * 57 + (6, 4, 0))
+    assert slot_condition_bound(moved, 1000, layout, 20, now + 2000) == 14
+    # So far on that the old newest slice no longer counts: nothing unknown is counted.
+    gone = WindowState(1100, 0, (0,) * 60)
+    assert slot_condition_bound(gone, 1000, layout, 20, 1100 * 1000) is None
