@@ -14,7 +14,7 @@ counts it read: concurrent admissions into the old slice are never lost or undon
 
 from __future__ import annotations
 
-from typing import Any, Self, cast
+from typing import Any, Self
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -74,8 +74,3 @@ class AdaptiveStats(StoreItem):
         item.set_expiry(expires_at_ms)
         item.index_under(namespace)
         return item
-
-    @staticmethod
-    def ints(values: Any) -> tuple[int, ...]:
-        """A stored list of counters as plain ints."""
-        return tuple(int(cast(float, value)) for value in values or ())

@@ -53,6 +53,8 @@ class Blocked(Generic[ItemT]):
     item: ItemT | None
     updated: Mapping[str, Any] | None = None
     """With ``return_updated``: the updated attributes as DynamoDB returned them (raw)."""
+    raw: Mapping[str, Any] | None = None
+    """With ``raw``: the item that blocked the write, or the item as written, undecoded."""
 
 
 class GSI1(GlobalSecondaryIndex["StoreItem"]):  # type: ignore[no-untyped-call]
@@ -142,7 +144,11 @@ class StoreItem(Model):
 
     @classmethod
     def put_unless_blocked(
-        cls, attributes: Mapping[str, Mapping[str, Any]], *, condition: Condition
+        cls,
+        attributes: Mapping[str, Mapping[str, Any]],
+        *,
+        condition: Condition,
+        raw: bool = False,
     ) -> Blocked[Self]:
         """Conditional PutItem that reports, when the condition fails, the item that blocked it.
 
@@ -153,7 +159,7 @@ class StoreItem(Model):
         pk = values.pop("PK")["S"]
         sk = values.pop("SK")["S"]
         return cls._send_unless_blocked(
-            "put_item", pk, sk, key="Item", attributes=values, condition=condition
+            "put_item", pk, sk, key="Item", attributes=values, condition=condition, raw=raw
         )
 
     @classmethod
@@ -166,14 +172,17 @@ class StoreItem(Model):
         condition: Condition,
         return_new: bool = False,
         return_updated: bool = False,
+        raw: bool = False,
     ) -> Blocked[Self]:
         """Conditional UpdateItem; as :meth:`put_unless_blocked`, one request either way.
 
         With ``return_new``, a write that went through reports the item as it now is; with
         ``return_updated``, only the attributes it changed, raw (cheaper to parse: a store
-        that knows the rest asks for that).
+        that knows the rest asks for that). With ``raw``, items come back undecoded in
+        ``Blocked.raw`` (a store that reads a few numbers from a large item skips decoding
+        every attribute).
         """
-        extra = {}
+        extra: dict[str, Any] = {"raw": raw}
         if return_new:
             extra["return_values"] = "ALL_NEW"
         elif return_updated:
@@ -183,7 +192,9 @@ class StoreItem(Model):
         )
 
     @classmethod
-    def _send_unless_blocked(cls, method: str, pk: str, sk: str, **kwargs: Any) -> Blocked[Self]:
+    def _send_unless_blocked(
+        cls, method: str, pk: str, sk: str, *, raw: bool = False, **kwargs: Any
+    ) -> Blocked[Self]:
         # On the connection's botocore client: PynamoDB's error wrapper drops the item that
         # DynamoDB returns with a failed condition.
         table = cls._get_connection()
@@ -198,8 +209,12 @@ class StoreItem(Model):
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             blocking: Any = exc.response.get("Item")
+            if raw:
+                return Blocked(True, None, raw=blocking)
             return Blocked(True, cls.from_raw_data(blocking) if blocking else None)
         written = response.get("Attributes")
+        if raw:
+            return Blocked(False, None, raw=written)
         if request.get("ReturnValues") == "UPDATED_NEW":
             return Blocked(False, None, written or {})
         return Blocked(False, cls.from_raw_data(written) if written else None)
