@@ -35,6 +35,7 @@ bench: dynamodb-local
 	$(BIN)/python bench/bench_cache.py
 	$(BIN)/python bench/bench_dedupe.py
 	$(BIN)/python bench/bench_rate_limit.py
+	$(BIN)/python bench/bench_adaptive.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
