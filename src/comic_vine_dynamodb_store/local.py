@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import ctypes
 import fcntl
 import http.client
 import logging
@@ -483,6 +484,8 @@ def _start_jar(*, jar: Path, java: str, startup_timeout_s: float) -> LocalDynamo
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # a Ctrl-C on our terminal is ours to relay
+                    # Only a prctl call runs in the child: no lock a thread could hold.
+                    preexec_fn=_die_with_parent(),  # noqa: PLW1509
                 )
         except OSError as exc:
             shutil.rmtree(log_dir, ignore_errors=True)
@@ -507,6 +510,27 @@ def _start_jar(*, jar: Path, java: str, startup_timeout_s: float) -> LocalDynamo
         if time.monotonic() >= deadline:
             break
     raise LocalDynamoDBError(f"DynamoDB Local exited during startup ({failure})")
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a child setup that has the kernel SIGTERM the JVM when this process dies.
+
+    Without it a test run killed with SIGKILL (or by the OOM killer) leaves DynamoDB Local
+    running for good. The signal follows the thread that started the child, so it is only
+    asked for from the main thread, which lives as long as the process.
+    """
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    pr_set_pdeathsig = 1
+
+    def setup() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return setup
 
 
 def _jar_closer(process: subprocess.Popen[bytes], log_dir: Path) -> Callable[[], None]:

@@ -299,6 +299,43 @@ def test_interpreter_exit_stops_a_jvm_nobody_closed() -> None:
     assert refuses_connections(port)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_killed_interpreter_takes_its_jvm_with_it() -> None:
+    env = {k: v for k, v in os.environ.items() if k != local.ENDPOINT_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
+    code = (
+        "import time\n"
+        "from comic_vine_dynamodb_store.local import start_local_dynamodb\n"
+        "db = start_local_dynamodb(use_docker=False)\n"
+        "print(db.endpoint, db.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        endpoint, pid_text = child.stdout.readline().split()
+    finally:
+        # SIGKILL (as the OOM killer does): no atexit, no finally runs in the child.
+        child.kill()
+        child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
+    pid = int(pid_text)
+    deadline = time.monotonic() + 15  # the JVM gets SIGTERM and shuts down on its own
+    while not process_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert process_gone(pid), "the JVM outlived the interpreter that was killed"
+    finally:
+        if not process_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+    port = urllib.parse.urlsplit(endpoint).port
+    assert port is not None
+    assert refuses_connections(port)
+
+
 # --------------------------------------------------------------------------- choosing a source
 
 
