@@ -38,7 +38,7 @@ from comic_vine_dynamodb_store.keys import (
     shard_of,
 )
 
-__all__ = ["GSI1", "Blocked", "StoreItem"]
+__all__ = ["GSI1", "Blocked", "StoreItem", "ring_actions"]
 
 ItemT = TypeVar("ItemT")
 
@@ -281,3 +281,36 @@ class StoreItem(Model):
             # The index is bound to this class (see binding), so it yields instances of it.
             results = cls.gsi1.query(partition, range_key_condition=condition, page_size=page_size)
             yield from cast("Iterator[Self]", results)
+
+
+def ring_actions(
+    ring: Any,
+    *,
+    size: int,
+    from_slice: int,
+    from_count: int,
+    to_slice: int,
+    to_count: int,
+) -> list[Action]:
+    """Update actions taking a stored ring of ``size`` slots (slice ``k`` in slot
+    ``k mod size``) from newest slice ``from_slice`` holding ``from_count`` to ``to_slice``
+    holding ``to_count``.
+
+    Within one slice: add the difference to its slot. To a newer slice: zero the slots the
+    slices in between reuse and write the new slot. Either way no other count is sent, so
+    whatever other writers added to the slots meanwhile stays.
+    """
+    if to_slice == from_slice:
+        slot = ring[to_slice % size]
+        added = to_count - from_count
+        return [slot.set(slot + added)] if added else []
+    if to_slice < from_slice:
+        raise ValueError("a ring never moves backwards")
+    moved = to_slice - from_slice
+    reused = (
+        range(size)
+        if moved >= size
+        else sorted({(from_slice + s) % size for s in range(1, moved + 1)})
+    )
+    newest = to_slice % size
+    return [ring[slot].set(to_count if slot == newest else 0) for slot in reused]

@@ -50,6 +50,7 @@ from comic_vine_dynamodb_store.config import (
 )
 from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import AdaptiveStats
+from comic_vine_dynamodb_store.models.base import ring_actions
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.adaptive_core import Capacity, Trend, validate_priority
 from comic_vine_dynamodb_store.stores.adaptive_state import (
@@ -561,21 +562,15 @@ _STATE_ATTRIBUTES = (
 def _ring_actions(
     ring: Any, before: WindowState, after: WindowState, layout: SliceLayout
 ) -> list[Any]:
-    """Actions taking the stored ring of ``before`` to ``after``: add to the current slot,
-    or zero the slots the new slices reuse and write the new current one."""
-    size = layout.history_slices + 1
-    if after.current_slice == before.current_slice:
-        added = after.current - before.current
-        slot = ring[after.current_slice % size]
-        return [slot.set(slot + added)] if added else []
-    newest = after.current_slice % size
-    moved = after.current_slice - before.current_slice
-    reused = (
-        range(size)
-        if moved >= size
-        else {(before.current_slice + step) % size for step in range(1, moved + 1)}
+    """Actions taking the stored ring of ``before`` to ``after`` (see ``ring_actions``)."""
+    return ring_actions(
+        ring,
+        size=layout.history_slices + 1,
+        from_slice=before.current_slice,
+        from_count=before.current,
+        to_slice=after.current_slice,
+        to_count=after.current,
     )
-    return [ring[slot].set(after.current if slot == newest else 0) for slot in sorted(reused)]
 
 
 def _expiry_actions(items: Any, expires_at_ms: int) -> list[Any]:

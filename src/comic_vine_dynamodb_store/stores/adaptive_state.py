@@ -41,9 +41,12 @@ from comic_vine_dynamodb_store.stores.rate_limit_core import (
     counted,
     fresh_state,
     reset_ms,
+    ring_of,
     roll,
     room,
+    slot_condition_bound,
     wait_ms,
+    window_of_ring,
 )
 
 __all__ = [
@@ -313,52 +316,3 @@ def _counted_one(state: AdaptiveState, priority: Priority, now_ms: int) -> Adapt
         background=plus_one(state.background),
         background_activity=plus_one(state.background_activity),
     )
-
-
-# -- rings: how a sliced window is stored -------------------------------------------------
-
-
-def ring_of(window: WindowState, layout: SliceLayout) -> list[int]:
-    """``window`` as a ring of ``history_slices + 1`` slots, slice ``k`` in slot ``k mod len``."""
-    size = layout.history_slices + 1
-    ring = [0] * size
-    k = window.current_slice
-    n = len(window.history)
-    for i, count in enumerate(window.history):
-        ring[(k - n + i) % size] = count
-    ring[k % size] = window.current
-    return ring
-
-
-def window_of_ring(ring: tuple[int, ...], current_slice: int) -> WindowState:
-    """The window a ring holds when ``current_slice`` is its newest slice."""
-    size = len(ring)
-    n = size - 1
-    k = current_slice
-    return WindowState(k, ring[k % size], tuple(ring[(k - n + i) % size] for i in range(n)))
-
-
-def slot_condition_bound(
-    current: WindowState, stored_slice: int, layout: SliceLayout, limit: int, now_ms: int
-) -> int | None:
-    """The bound an admission puts on the stored newest slot: ``slot < bound``.
-
-    ``current`` is the window rolled to ``now_ms`` from what the writer knows; the slot of
-    ``stored_slice`` (the newest slice in the table) may have grown since, through other
-    writers' admissions, while every older slot is frozen and known exactly. So the window
-    has room iff that slot's real count is below ``limit`` minus everything else counted.
-    ``None`` when that slot no longer counts at ``now_ms``: then everything counted is known.
-    """
-    now = layout.effective_now(current, now_ms)
-    oldest_counted = layout.slice_of(now - layout.window_ms)
-    k = stored_slice
-    if k < oldest_counted and k != current.current_slice:
-        return None
-    steps_back = current.current_slice - k
-    if steps_back == 0:
-        known = current.current
-    elif steps_back <= len(current.history):
-        known = current.history[len(current.history) - steps_back]
-    else:
-        return None
-    return limit - (counted(current, layout, now_ms) - known)

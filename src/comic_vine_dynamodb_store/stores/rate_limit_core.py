@@ -41,9 +41,12 @@ __all__ = [
     "fresh_state",
     "history_allowance",
     "reset_ms",
+    "ring_of",
     "roll",
     "room",
+    "slot_condition_bound",
     "wait_ms",
+    "window_of_ring",
 ]
 
 SLICES_PER_WINDOW = 60
@@ -173,3 +176,52 @@ def reset_ms(state: WindowState | None, layout: SliceLayout, now_ms: int) -> int
             current.current_slice - n + i for i, count in enumerate(current.history) if count
         )
     return (newest + 1) * layout.slice_ms + layout.window_ms
+
+
+# -- rings: how a sliced window is stored -------------------------------------------------
+
+
+def ring_of(window: WindowState, layout: SliceLayout) -> list[int]:
+    """``window`` as a ring of ``history_slices + 1`` slots, slice ``k`` in slot ``k mod len``."""
+    size = layout.history_slices + 1
+    ring = [0] * size
+    k = window.current_slice
+    n = len(window.history)
+    for i, count in enumerate(window.history):
+        ring[(k - n + i) % size] = count
+    ring[k % size] = window.current
+    return ring
+
+
+def window_of_ring(ring: tuple[int, ...], current_slice: int) -> WindowState:
+    """The window a ring holds when ``current_slice`` is its newest slice."""
+    size = len(ring)
+    n = size - 1
+    k = current_slice
+    return WindowState(k, ring[k % size], tuple(ring[(k - n + i) % size] for i in range(n)))
+
+
+def slot_condition_bound(
+    current: WindowState, stored_slice: int, layout: SliceLayout, limit: int, now_ms: int
+) -> int | None:
+    """The bound an admission puts on the stored newest slot: ``slot < bound``.
+
+    ``current`` is the window rolled to ``now_ms`` from what the writer knows; the slot of
+    ``stored_slice`` (the newest slice in the table) may have grown since, through other
+    writers' admissions, while every older slot is frozen and known exactly. So the window
+    has room iff that slot's real count is below ``limit`` minus everything else counted.
+    ``None`` when that slot no longer counts at ``now_ms``: then everything counted is known.
+    """
+    now = layout.effective_now(current, now_ms)
+    oldest_counted = layout.slice_of(now - layout.window_ms)
+    k = stored_slice
+    if k < oldest_counted and k != current.current_slice:
+        return None
+    steps_back = current.current_slice - k
+    if steps_back == 0:
+        known = current.current
+    elif steps_back <= len(current.history):
+        known = current.history[len(current.history) - steps_back]
+    else:
+        return None
+    return limit - (counted(current, layout, now_ms) - known)
