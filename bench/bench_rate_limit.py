@@ -26,8 +26,9 @@ counts, 1 per refusal learnt from a failed write; and the same capacity per in-s
 for both limits (the item holds at most 61 counters, whatever the limit).
 
 **Throughput**: ``acquire`` (limit 10000, admitted) against a plain botocore client sending
-what an admission is: ``UpdateItem`` of the same item with ``ADD Cur :1`` under the store's
-condition (``CurSlice``, ``WindowMs`` unchanged, ``Cur`` below the limit), ``ALL_NEW`` back,
+what an admission is: ``UpdateItem`` of the same item adding 1 to the newest slot of ``Counts``
+under the store's condition (``CurSlice``, ``WindowMs`` unchanged, the slot below the limit),
+``ALL_NEW`` back,
 ``ALL_OLD`` on a failed condition (from which it learns a new slice and tries once more, as the
 store does). Same endpoint, region, timeouts and retry mode. After a warm-up, each round (on a
 fresh resource) alternates one store call and one raw call, each side charged for its own calls
@@ -118,7 +119,14 @@ class Meter:
     def _on_update(self, params: dict[str, Any], **_: Any) -> None:
         if self.cost is None:
             return
-        rolls = "SET" in params.get("UpdateExpression", "")
+        # A roll-over sets the newest slice; an in-slice admission only adds to a slot.
+        expression = params.get("UpdateExpression", "")
+        names = params.get("ExpressionAttributeNames", {})
+        rolls = any(
+            f"{placeholder} =" in expression
+            for placeholder, name in names.items()
+            if name == "CurSlice"
+        )
         self._updates.append(rolls)
         if rolls:
             self.cost.roll_overs += 1
@@ -246,15 +254,14 @@ class RawAdmission:
             TableName=table, Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True
         )["Item"]
         self.current_slice: str = item["CurSlice"]["N"]
+        self.slots = len(item["Counts"]["L"])
         self.conflicts = 0
         self.refusals = 0
         self.request: dict[str, Any] = {
             "TableName": table,
             "Key": {"PK": {"S": pk}, "SK": {"S": sk}},
-            "UpdateExpression": "ADD #cur :one",
-            "ConditionExpression": "#slice = :slice AND #window = :window AND #cur < :allowance",
             "ExpressionAttributeNames": {
-                "#cur": "Cur",
+                "#counts": "Counts",
                 "#slice": "CurSlice",
                 "#window": "WindowMs",
             },
@@ -271,6 +278,11 @@ class RawAdmission:
     def __call__(self) -> object:
         for _ in range(2):
             self.request["ExpressionAttributeValues"][":slice"] = {"N": self.current_slice}
+            slot = int(self.current_slice) % self.slots  # slice k lives in slot k mod len
+            self.request["UpdateExpression"] = f"SET #counts[{slot}] = #counts[{slot}] + :one"
+            self.request["ConditionExpression"] = (
+                f"#slice = :slice AND #window = :window AND #counts[{slot}] < :allowance"
+            )
             try:
                 return self.client.update_item(**self.request)
             except ClientError as exc:

@@ -257,7 +257,7 @@ def raw_window_total(endpoint: str, table: str, resource: str) -> int:
         )["Item"]
     finally:
         client.close()
-    return int(item["Cur"]["N"]) + sum(int(count["N"]) for count in item["Hist"]["L"])
+    return sum(int(count["N"]) for count in item["Counts"]["L"])
 
 
 # --------------------------------------------------------------------------- tests

@@ -115,12 +115,11 @@ def test_each_entity_round_trips(endpoint: str, table_name: str) -> None:
         window_ms=3000,
         slice_ms=1000,
         current_slice=now // 1000,
-        current=3,
-        history=[0, 5, 7],
+        counts=[0, 5, 7, 3],
         expires_at_ms=now + 10_000,
     ).save()
     window = list(windows.query_live(RateLimitEvent.key_of("ns", "r")[0], now_ms=now))
-    assert [w.counters()[1:] for w in window] == [(3, (0, 5, 7))]
+    assert [w.ring() for w in window] == [(now // 1000, (0, 5, 7, 3))]
 
     stats = bound(endpoint, table_name, AdaptiveStats)
     item = stats.build(

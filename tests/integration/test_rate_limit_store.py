@@ -29,7 +29,12 @@ from comic_vine_dynamodb_store.keys import (
 from comic_vine_dynamodb_store.models import RateLimitEvent
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.rate_limit import DynamoDBRateLimitStore
-from comic_vine_dynamodb_store.stores.rate_limit_core import SliceLayout
+from comic_vine_dynamodb_store.stores.rate_limit_core import (
+    SliceLayout,
+    WindowState,
+    ring_of,
+    window_of_ring,
+)
 from tests.support import FakeClock
 
 REGION = "us-east-1"
@@ -89,7 +94,7 @@ def raw_total(raw: Any, table: str, resource: str) -> int:
     """Every admission the window item holds: the current slice plus its history."""
     item = raw_window(raw, table, resource)
     assert item is not None, resource
-    return int(item["Cur"]["N"]) + sum(int(count["N"]) for count in item["Hist"]["L"])
+    return sum(int(count["N"]) for count in item["Counts"]["L"])
 
 
 def put_raw_window(
@@ -116,8 +121,14 @@ def put_raw_window(
             "WindowMs": {"N": str(window_ms)},
             "SliceMs": {"N": str(layout.slice_ms)},
             "CurSlice": {"N": str(current_slice)},
-            "Cur": {"N": str(current)},
-            "Hist": {"L": [{"N": str(count)} for count in history]},
+            "Counts": {
+                "L": [
+                    {"N": str(count)}
+                    for count in ring_of(
+                        WindowState(current_slice, current, tuple(history)), layout
+                    )
+                ]
+            },
             "ExpiresAt": {"N": str(expires_at_ms)},
             "TTL": {"N": str(ttl_s)},
             "GSI1PK": {"S": gsi1_partition_key(Entity.RATE_LIMIT, "", shard_of(pk))},
@@ -293,8 +304,11 @@ def test_an_acquire_consumes_the_same_capacity_for_limit_10_and_limit_10000(
     assert busy["roll-over"] == small["roll-over"]
     item = raw_window(raw, table_name, "big-and-busy")
     assert item is not None
-    assert int(item["Cur"]["N"]) == 1
-    assert [int(count["N"]) for count in item["Hist"]["L"]][-2:] == [160, 194]
+    window = window_of_ring(
+        tuple(int(count["N"]) for count in item["Counts"]["L"]), int(item["CurSlice"]["N"])
+    )
+    assert window.current == 1
+    assert list(window.history[-2:]) == [160, 194]
 
 
 # --------------------------------------------------------------------------- two processes

@@ -56,8 +56,7 @@ def test_every_entity_lands_in_its_own_gsi1_shards() -> None:
             window_ms=60_000,
             slice_ms=1000,
             current_slice=0,
-            current=0,
-            history=[],
+            counts=[],
             expires_at_ms=NOW_MS,
         ),
         AdaptiveStats.build(
@@ -98,9 +97,8 @@ def test_a_rate_limit_window_is_one_item_per_resource() -> None:
         window_ms=60_000,
         slice_ms=1000,
         current_slice=NOW_MS // 1000,
-        current=4,
-        history=[1, 2],
+        counts=[1, 2, 4],
         expires_at_ms=NOW_MS + 61_000,
     )
-    assert window.counters() == (NOW_MS // 1000, 4, (1, 2))
+    assert window.ring() == (NOW_MS // 1000, (1, 2, 4))
     assert window.expires_at_ms_int == NOW_MS + 61_000

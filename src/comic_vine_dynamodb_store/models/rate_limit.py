@@ -1,10 +1,12 @@
 """``RateLimitEvent``: the admissions of one resource in its current window, as counters.
 
-One item per resource (not one per request, not one per slice): the count of the current time
-slice and the final counts of the slices before it (see ``stores.rate_limit_core``). An
-admission is then one conditional UpdateItem on one small item, whose size, and so whose
-consumed capacity, depends on the number of slices (at most 61), never on the limit; the
-TypeScript original stored one item per request and counted them on every check.
+One item per resource (not one per request, not one per slice): a ring of one count per time
+slice of the window, slice ``k`` in slot ``k mod len``, and ``CurSlice`` naming the newest (see
+``stores.rate_limit_core``). An admission is then one conditional UpdateItem on one small
+item, whose size, and so whose consumed capacity, depends on the number of slices (at most 61),
+never on the limit; the TypeScript original stored one item per request and counted them on
+every check. Moving to a new slice zeroes only the slots it reuses, so no writer ever sends
+back counts it read.
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ class RateLimitEvent(StoreItem):
     window_ms = NumberAttribute(attr_name="WindowMs")
     slice_ms = NumberAttribute(attr_name="SliceMs")
     current_slice = NumberAttribute(attr_name="CurSlice")
-    current = NumberAttribute(attr_name="Cur", default=0)
-    history = ListAttribute(of=NumberAttribute, attr_name="Hist", default=list)
+    counts = ListAttribute(of=NumberAttribute, attr_name="Counts", default=list)
 
     @classmethod
     def key_of(cls, namespace: str, resource: str) -> tuple[str, str]:
@@ -51,11 +52,10 @@ class RateLimitEvent(StoreItem):
         window_ms: int,
         slice_ms: int,
         current_slice: int,
-        current: int,
-        history: list[int],
+        counts: list[int],
         expires_at_ms: int,
     ) -> Self:
-        """The item holding these counters, expiring at ``expires_at_ms``."""
+        """The item holding the ring ``counts`` whose newest slice is ``current_slice``."""
         pk, sk = cls.key_of(namespace, resource)
         item = cls(
             pk,
@@ -63,17 +63,12 @@ class RateLimitEvent(StoreItem):
             window_ms=window_ms,
             slice_ms=slice_ms,
             current_slice=current_slice,
-            current=current,
-            history=history,
+            counts=counts,
         )
         item.set_expiry(expires_at_ms)
         item.index_under(namespace)
         return item
 
-    def counters(self) -> tuple[int, int, tuple[int, ...]]:
-        """``(current_slice, current, history)`` as plain ints."""
-        return (
-            int(self.current_slice),
-            int(self.current),
-            tuple(int(cast(float, count)) for count in self.history),
-        )
+    def ring(self) -> tuple[int, tuple[int, ...]]:
+        """``(current_slice, counts)`` as plain ints."""
+        return int(self.current_slice), tuple(int(cast(float, c)) for c in self.counts)

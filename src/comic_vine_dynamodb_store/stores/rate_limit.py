@@ -1,20 +1,24 @@
 """``DynamoDBRateLimitStore``: one sliding window per resource, shared by every process.
 
 The window math (slices, what is counted, the over/under-admission bound) is in
-:mod:`.rate_limit_core`. Here each resource's counters are one item, and every change is one
-conditional UpdateItem:
+:mod:`.rate_limit_core`. Here each resource's counters are one item, a ring of one count per
+slice (slice ``k`` in slot ``k mod len``, ``CurSlice`` the newest), and every change is one
+conditional UpdateItem that sends a delta, never counts it read:
 
-* **admit** into the current slice: ``ADD Cur 1`` if ``CurSlice`` is still the slice the caller
-  counted against and ``Cur < limit - frozen history`` (the history cannot change while
-  ``CurSlice`` stays, so the condition covers the whole window);
-* **roll over** to a new slice: a compare-and-set on ``(CurSlice, Cur)`` that freezes the old
-  current count into the history and admits into the new slice in the same write.
+* **admit** into the newest slice: add 1 to its slot if ``CurSlice`` is still the slice the
+  caller counted against and the slot is below ``limit`` minus the other counted slots (those
+  cannot change while ``CurSlice`` stays, so the condition covers the whole window);
+* **move on** to a new slice: zero the slots the new slices reuse, set the new slot to 1 and
+  ``CurSlice`` to the new slice, if ``CurSlice`` is still the old one and the old newest slot
+  (which others may still have been adding to) leaves room. Admissions racing into the old
+  slice never make the move fail unless the window is full.
 
 A failed condition returns the item (``ALL_OLD``), so the caller learns the new state from the
-same request, and tries again (roll-overs race once per slice; a refusal is final when the
+same request, and tries again (a move races once per slice; a refusal is final when the
 returned counters fill the window). Each store remembers the last state it saw per resource:
 counts only grow within a slice, so when that state already fills the window, ``acquire``
-refuses with no request at all.
+refuses with no request at all. The item that comes back is decoded by hand: it is on every
+admission's path.
 
 Costs: ``acquire``/``record`` 1 UpdateItem in the steady state; at most 2 when the slice rolls
 over and the state this store last saw is out of date (another process rolled the slice or
@@ -49,6 +53,7 @@ from comic_vine_dynamodb_store.config import (
 )
 from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import RateLimitEvent
+from comic_vine_dynamodb_store.models.base import ring_actions
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.base import DynamoDBStore
 from comic_vine_dynamodb_store.stores.contracts import RateLimitStats, RateLimitStatus
@@ -57,11 +62,13 @@ from comic_vine_dynamodb_store.stores.rate_limit_core import (
     WindowState,
     counted,
     fresh_state,
-    history_allowance,
     reset_ms,
+    ring_of,
     roll,
     room,
+    slot_condition_bound,
     wait_ms,
+    window_of_ring,
 )
 
 __all__ = ["DynamoDBRateLimitStore"]
@@ -150,17 +157,16 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
                     window_ms=layout.window_ms,
                     slice_ms=layout.slice_ms,
                     current_slice=created.current_slice,
-                    current=created.current,
-                    history=list(created.history),
+                    counts=ring_of(created, layout),
                     expires_at_ms=_window_expiry(layout, created),
                 )
-                attributes = item.serialize()
                 outcome = self._run(
                     operation,
                     functools.partial(
                         windows.put_unless_blocked,
-                        attributes,
+                        item.serialize(),
                         condition=self._replaceable(layout, now),
+                        raw=True,
                     ),
                     key=resource,
                 )
@@ -168,61 +174,71 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
                     return self._remember(resource, layout, created)
             else:
                 rolled = roll(state, layout, current)
-                if rolled.current_slice == state.current_slice:
-                    condition = (windows.current_slice == current) & (
-                        windows.window_ms == layout.window_ms
-                    )
-                    if enforce:
-                        allowance = history_allowance(rolled, layout, config.limit, now)
-                        condition &= windows.current < allowance
-                    actions = [windows.current.add(1)]
-                    after = rolled  # the history is the one the condition pinned
-                else:
-                    after = WindowState(current, 1, rolled.history)
-                    condition = (
-                        (windows.current_slice == state.current_slice)
-                        & (windows.current == state.current)
-                        & (windows.window_ms == layout.window_ms)
-                    )
-                    actions = self._rollover_actions(layout, after)
+                after = WindowState(current, rolled.current + 1, rolled.history)
                 outcome = self._run(
                     operation,
                     functools.partial(
                         windows.update_unless_blocked,
                         pk,
                         sk,
-                        actions=actions,
-                        condition=condition,
-                        return_updated=True,
+                        **self._admission(
+                            layout, config.limit, state, after, now=now, enforce=enforce
+                        ),
+                        return_new=True,
+                        raw=True,
                     ),
                     key=resource,
                 )
                 if not outcome.blocked:
-                    # Only the counter comes back; the rest is what the condition pinned.
-                    count = (outcome.updated or {}).get("Cur", {}).get("N")
-                    new_current = int(count) if count is not None else after.current
-                    self._remember(
-                        resource, layout, WindowState(current, new_current, after.history)
-                    )
+                    self._remember(resource, layout, _state_of(outcome.raw, layout) or after)
                     return True
             # Someone else wrote first: learn their state from the failure and decide again.
-            state = self._state_of(outcome.item, layout)
+            state = _state_of(outcome.raw, layout)
             learned_at = now
             self._remember(resource, layout, state)
         # Still racing after every attempt: refusing is the side that never over-admits.
         return self._refuse(resource, config, layout, state, self._now_ms()) if enforce else False
 
-    def _rollover_actions(self, layout: SliceLayout, admitted: WindowState) -> list[Any]:
+    def _admission(
+        self,
+        layout: SliceLayout,
+        limit: int,
+        before: WindowState,
+        after: WindowState,
+        *,
+        now: int,
+        enforce: bool,
+    ) -> dict[str, Any]:
+        """The UpdateItem counting one admission: add to the newest slot, or move the ring
+        on to ``after``'s slice, if the newest slice is still ``before``'s (and, enforcing,
+        the window has room for it)."""
         windows = self._windows
-        expires = _window_expiry(layout, admitted)
-        return [
-            windows.current_slice.set(admitted.current_slice),
-            windows.current.set(admitted.current),
-            windows.history.set(cast(Any, list(admitted.history))),
-            windows.expires_at_ms.set(expires),
-            windows.ttl.set(datetime.fromtimestamp(-(-expires // 1000), tz=UTC)),
-            windows.gsi1sk.set(expiry_sort_key(expires)),
-        ]
+        size = layout.history_slices + 1
+        condition = (windows.current_slice == before.current_slice) & (
+            windows.window_ms == layout.window_ms
+        )
+        if enforce:
+            rolled = roll(before, layout, after.current_slice)
+            bound = slot_condition_bound(rolled, before.current_slice, layout, limit, now)
+            if bound is not None:
+                condition &= windows.counts[before.current_slice % size] < bound
+        actions: list[Any] = ring_actions(
+            windows.counts,
+            size=size,
+            from_slice=before.current_slice,
+            from_count=before.current,
+            to_slice=after.current_slice,
+            to_count=after.current,
+        )
+        if after.current_slice != before.current_slice:
+            expires = _window_expiry(layout, after)
+            actions += [
+                windows.current_slice.set(after.current_slice),
+                windows.expires_at_ms.set(expires),
+                windows.ttl.set(datetime.fromtimestamp(-(-expires // 1000), tz=UTC)),
+                windows.gsi1sk.set(expiry_sort_key(expires)),
+            ]
+        return {"actions": actions, "condition": condition}
 
     def _replaceable(self, layout: SliceLayout, now: int) -> Condition:
         """A new window may be written over: nothing, a dead window, or another layout."""
@@ -272,28 +288,20 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
             self._known[resource] = (layout, state, self._now_ms())
         return True
 
-    @staticmethod
-    def _state_of(item: RateLimitEvent | None, layout: SliceLayout) -> WindowState | None:
-        if item is None or int(item.window_ms) != layout.window_ms:
-            return None
-        current_slice, current, history = item.counters()
-        if len(history) != layout.history_slices:
-            return None
-        return WindowState(current_slice, current, history)
-
     def _read(self, operation: str, resource: str) -> tuple[RateLimitConfig, SliceLayout, Any]:
         validate_key(resource, what="resource")
         config = self.get_resource_config(resource)
         layout = SliceLayout.for_window(config.window_ms)
         pk, sk = RateLimitEvent.key_of(self._namespace, resource)
+        connection = self._windows._get_connection()
 
-        def get() -> RateLimitEvent | None:
-            try:
-                return self._windows.get(pk, sk, consistent_read=True)
-            except self._windows.DoesNotExist:
-                return None
+        def get() -> Mapping[str, Any] | None:
+            found: Mapping[str, Any] | None = connection.get_item(
+                pk, range_key=sk, consistent_read=True
+            ).get("Item")
+            return found
 
-        state = self._state_of(self._run(operation, get, key=resource), layout)
+        state = _state_of(self._run(operation, get, key=resource), layout)
         self._remember(resource, layout, state)
         return config, layout, state
 
@@ -337,7 +345,12 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
             for window in self._windows.iter_index(self._namespace):
                 total += 1
                 layout = _layout_of(window)
-                in_window = counted(WindowState(*window.counters()), layout, now)
+                current_slice, counts = window.ring()
+                in_window = (
+                    counted(window_of_ring(counts, current_slice), layout, now)
+                    if len(counts) == layout.history_slices + 1
+                    else 0
+                )
                 active += in_window > 0
                 requests += in_window
             return RateLimitStats(
@@ -359,3 +372,13 @@ def _window_expiry(layout: SliceLayout, state: WindowState) -> int:
 def _layout_of(window: RateLimitEvent) -> SliceLayout:
     # The item's own layout, whatever the config of this store says now.
     return SliceLayout.for_window(int(window.window_ms))
+
+
+def _state_of(item: Mapping[str, Any] | None, layout: SliceLayout) -> WindowState | None:
+    """The window ``item`` (as DynamoDB returned it) holds, if it was made for ``layout``."""
+    if item is None or int(item.get("WindowMs", {}).get("N", "0")) != layout.window_ms:
+        return None
+    counts = tuple(int(slot["N"]) for slot in item.get("Counts", {}).get("L", ()))
+    if len(counts) != layout.history_slices + 1:
+        return None
+    return window_of_ring(counts, int(item["CurSlice"]["N"]))
