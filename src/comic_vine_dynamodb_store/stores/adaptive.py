@@ -184,8 +184,14 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
         if known.layout != layout:
             known = _UNKNOWN  # counted in slices of another size: read it afresh
         refreshed = False
+        # Every attempt decides as of the call's start: an admission may take effect at any
+        # instant of the call, and the start's slice is the oldest it may be counted in. So a
+        # retry that learns another writer already moved the window on to that slice (or
+        # beyond) adds to it instead of moving it again: with slow requests, racing writers
+        # would otherwise keep moving the window under each other.
+        started = self._now_ms()
         for _ in range(_MAX_ATTEMPTS):
-            now = self._now_ms()
+            now = started
             decision = plan(
                 known.state, layout, config.limit, priority, now, enforce=enforce, count=True
             )

@@ -137,8 +137,14 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
         state, learned_at = self._remembered(resource, layout)
         windows = self._windows
         pk, sk = RateLimitEvent.key_of(self._namespace, resource)
+        # Every attempt decides as of the call's start: an admission may take effect at any
+        # instant of the call, and the start's slice is the oldest it may be counted in. So a
+        # retry that learns another writer already moved the window on to that slice (or
+        # beyond) adds to it instead of moving it again: with slow requests, racing writers
+        # would otherwise keep moving the window under each other.
+        started = self._now_ms()
         for _ in range(_MAX_ATTEMPTS):
-            now = self._now_ms()
+            now = started
             if enforce and (config.limit <= 0 or room(state, layout, config.limit, now) <= 0):
                 if config.limit <= 0 or now - learned_at < layout.slice_ms:
                     return self._refuse(resource, config, layout, state, now)
