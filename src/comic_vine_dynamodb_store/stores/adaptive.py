@@ -28,6 +28,9 @@ is refreshed by one GetItem first. ``can_proceed``/``get_wait_time``/``get_statu
 consistent GetItem (plus one write when the split is due, so that every process reports the
 same one), ``reset`` 1 DeleteItem. The item holds at most 184 small counters (under 1 KB).
 
+As for the rate-limit store, requests must be well faster than a slice (``window / 60``);
+see :mod:`.rate_limit`.
+
 All processes must configure a resource alike (limit, window, adaptive config): the split is
 recomputed at once by a process with another limit, and a process with another window or
 monitoring window restarts those counters.

@@ -32,6 +32,12 @@ older ones are refreshed by one read before refusing. So a ``reset`` in another 
 seen within one slice (the only way remembered counts can be too high), and a store hammering
 a full window sends at most one request per slice.
 
+Requests must be well faster than a slice (``window / 60``: 1 s for a one-minute window,
+167 ms for ten seconds). A writer whose request takes about a slice keeps finding the window
+moved on by other writers, and a call that loses 8 races in a row refuses: under-admission,
+never over-admission. With requests at a quarter of a slice, four racing writers fill the
+window exactly (``tests/faults/test_slow_requests.py``).
+
 All processes must configure a resource alike: a writer with another window length resets the
 resource's window.
 """
