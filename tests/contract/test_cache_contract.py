@@ -377,16 +377,20 @@ def test_value_above_max_value_bytes_is_refused(make_store: StoreFactory) -> Non
     assert store.get("fits") == incompressible_text(900)
 
 
-def test_value_above_the_dynamodb_item_limit_is_refused(store: AnyStore) -> None:
-    # ~3/4 of 700k stays above 400 KB after compression.
+def test_a_value_above_one_dynamodb_item_round_trips(store: AnyStore) -> None:
+    # ~3/4 of 700k stays above 400 KB after compression: the DynamoDB store chunks it.
     value = incompressible_text(700_000)
     store.set("key", "kept", 0)
-    with pytest.raises(ItemTooLargeError) as caught:
-        store.set("key", value, 0)
-    assert caught.value.limit_bytes == MAX_ITEM_BYTES
-    assert caught.value.size_bytes > MAX_ITEM_BYTES
-    assert store.get("key") == "kept"
+    store.set("key", value, 0)
+    assert store.get("key") == value
     assert store.get_stats().total_items == 1
+    stats = store.get_stats()
+    assert stats.estimated_size_bytes > MAX_ITEM_BYTES
+    store.set("key", "small again", 0)
+    assert store.get("key") == "small again"
+    store.delete("key")
+    assert store.get("key") is None
+    assert store.get_stats().total_items == 0
 
 
 # -- keys ----------------------------------------------------------------------------------------

@@ -112,23 +112,6 @@ def test_350_kb_of_compressible_json_round_trips_in_one_item(
     assert [e.requests for e in operations] == [1, 1]
 
 
-def test_500_kb_of_random_text_raises_item_too_large_and_writes_nothing(
-    make_store: Callable[..., DynamoDBCacheStore[Any]],
-    operations: list[signals.OperationEvent],
-    raw: Any,
-    table_name: str,
-) -> None:
-    store = make_store()
-    # 500 KB of random bytes as a str: zlib cannot bring it under the 400 KB item limit.
-    noise = os.urandom(500_000).decode("latin-1")
-    with pytest.raises(ItemTooLargeError) as caught:
-        store.set("noise", noise, 60)
-    assert caught.value.size_bytes > caught.value.limit_bytes
-    assert operations == []  # refused before any request
-    pk, sk = CacheItem.key_of("", "noise")
-    assert "Item" not in raw.get_item(TableName=table_name, Key={"PK": {"S": pk}, "SK": {"S": sk}})
-
-
 def test_max_value_bytes_caps_what_set_accepts(
     make_store: Callable[..., DynamoDBCacheStore[Any]],
 ) -> None:

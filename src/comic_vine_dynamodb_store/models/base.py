@@ -192,6 +192,14 @@ class StoreItem(Model):
         )
 
     @classmethod
+    def delete_unless_blocked(cls, pk: str, sk: str, *, condition: Condition) -> Blocked[Self]:
+        """Conditional DeleteItem; when the condition fails, the item that blocked it comes
+        back undecoded in ``Blocked.raw`` (one request either way)."""
+        return cls._send_unless_blocked(
+            "delete_item", pk, sk, key="Key", condition=condition, raw=True
+        )
+
+    @classmethod
     def _send_unless_blocked(
         cls, method: str, pk: str, sk: str, *, raw: bool = False, **kwargs: Any
     ) -> Blocked[Self]:

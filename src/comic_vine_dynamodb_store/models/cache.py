@@ -10,7 +10,7 @@ from comic_vine_dynamodb_store.keys import Entity, partition_key
 from comic_vine_dynamodb_store.models.base import StoreItem
 from comic_vine_dynamodb_store.serialization import EncodedValue, Encoding
 
-__all__ = ["CacheItem", "expiry_for_ttl"]
+__all__ = ["CacheChunk", "CacheItem", "expiry_for_ttl"]
 
 
 def expiry_for_ttl(now_ms: int, ttl_seconds: float) -> int | None:
@@ -25,16 +25,22 @@ def expiry_for_ttl(now_ms: int, ttl_seconds: float) -> int | None:
 class CacheItem(StoreItem):
     """A cached value: the encoded payload, its encoding and the exact expiry.
 
-    Key: ``PK = CACHE#<namespace>#=<key>`` (hashed when too long), ``SK = VALUE``.
+    Key: ``PK = CACHE#<namespace>#=<key>`` (hashed when too long), ``SK = VALUE``. A payload
+    too large for one item is not in ``Data``: the item is then the head of a chunked value,
+    naming its ``Version``, how many ``Chunks`` hold it and the SHA-256 ``Digest`` of the
+    whole payload (see :class:`CacheChunk`).
     """
 
     entity = Entity.CACHE
     VALUE_SORT_KEY = "VALUE"
 
-    data = BinaryAttribute(attr_name="Data", legacy_encoding=False)
+    data = BinaryAttribute(attr_name="Data", legacy_encoding=False, null=True)
     encoding = UnicodeAttribute(attr_name="Enc")
     stored_bytes = NumberAttribute(attr_name="Size")
     created_at_ms = NumberAttribute(attr_name="CreatedAt")
+    chunk_count = NumberAttribute(attr_name="Chunks", null=True)
+    version = UnicodeAttribute(attr_name="Version", null=True)
+    digest = UnicodeAttribute(attr_name="Digest", null=True)
 
     @classmethod
     def key_of(cls, namespace: str, key: str) -> tuple[str, str]:
@@ -72,3 +78,42 @@ class CacheItem(StoreItem):
             return Encoding(self.encoding)
         except ValueError:
             return self.encoding
+
+
+class CacheChunk(StoreItem):
+    """One piece of a chunked value's payload.
+
+    Key: the value's ``PK``, ``SK = CHUNK#<version>#<index>`` (index zero-padded, so a Query
+    returns the pieces in order). Chunks are written before the head that names their
+    version, so a reader that finds the head finds its chunks; they expire with the value, and
+    the chunks of a replaced version are deleted by the writer that replaced it.
+    """
+
+    entity = Entity.CACHE
+    CHUNK_PREFIX = "CHUNK#"
+
+    data = BinaryAttribute(attr_name="Data", legacy_encoding=False)
+
+    @classmethod
+    def sort_key_prefix(cls, version: str) -> str:
+        """The prefix every chunk of ``version`` has in ``SK``."""
+        return f"{cls.CHUNK_PREFIX}{version}#"
+
+    @classmethod
+    def build(
+        cls,
+        namespace: str,
+        key: str,
+        *,
+        version: str,
+        index: int,
+        data: bytes,
+        expires_at_ms: int | None,
+    ) -> Self:
+        """Chunk ``index`` of ``version`` of ``key``'s value, indexed in GSI1 (so ``clear``
+        and ``cleanup`` reach it like any cache item)."""
+        pk = partition_key(cls.entity, namespace, key)
+        item = cls(pk, f"{cls.sort_key_prefix(version)}{index:05d}", data=data)
+        item.set_expiry(expires_at_ms)
+        item.index_under(namespace)
+        return item

@@ -1,7 +1,21 @@
 """``DynamoDBCacheStore``: a TTL cache shared by every process using the table.
 
+A value that fits one item (400 KB, after compression) is one item. A larger one, up to
+``max_value_bytes`` stored, is chunked under the same ``PK``: its pieces are written first
+(``CHUNK#<version>#<index>``), then the head item naming the version, the chunk count and the
+SHA-256 of the whole payload. A reader takes the head, then the chunks of its version, and
+checks count and digest; when a concurrent ``set`` replaced the value meanwhile (and removed
+the old chunks) it reads the head again, so it returns the old value or the new one, never a
+mix and never a partial one. The writer that replaces a chunked head deletes the old
+version's chunks; chunks also expire with their value.
+
 Costs (DynamoDB requests per call): ``get`` 1 (a consistent GetItem, so a value set by any
-process is seen at once), ``set`` 1 (PutItem), ``delete`` 1 (DeleteItem). ``get_stats`` reads
+process is seen at once), 2 for a chunked value up to 1 MB stored (one Query returns the
+chunks; one more per further MB), ``set`` 1 (PutItem; one more when it replaces a chunked
+value, plus the deletion of that value's chunks), a chunked ``set`` one BatchWriteItem per 25
+chunks of 384 KB plus the PutItem of its head, ``delete`` 1 (DeleteItem; a chunked value's
+chunks are deleted too). Chunks share their value's partition: on provisioned or busy tables,
+a value of many megabytes is written at that partition's write rate. ``get_stats`` reads
 the 16 GSI1 shards of the cache (1 Query each, more when a shard pages); ``cleanup`` queries
 only the expired range of each shard and deletes each expired item with a conditional
 DeleteItem, so a value set again meanwhile is never removed; ``clear`` queries every shard and
@@ -14,18 +28,25 @@ yet is a miss and is counted as expired, never as live.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
+from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import TypeAdapter
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import CacheStoreOptions
-from comic_vine_dynamodb_store.models import CacheItem
+from comic_vine_dynamodb_store.errors import StoreUnavailableError
+from comic_vine_dynamodb_store.models import CacheChunk, CacheItem
+from comic_vine_dynamodb_store.models.cache import expiry_for_ttl
 from comic_vine_dynamodb_store.resilience.batching import BatchWriter
 from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
+    EncodedValue,
     check_item_size,
+    item_size,
 )
 from comic_vine_dynamodb_store.stores.base import DynamoDBStore
 from comic_vine_dynamodb_store.stores.cache_core import encode_for_set, read_value
@@ -36,6 +57,10 @@ __all__ = ["DynamoDBCacheStore"]
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+CHUNK_PAYLOAD_BYTES = 384_000
+"""Payload bytes per chunk: with its keys and index attributes a chunk stays under 400 KB."""
+_HEAD_ATTEMPTS = 8
 
 
 class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
@@ -70,14 +95,33 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         """The live value of ``key``, or None (absent, expired or undecodable)."""
         pk, sk = CacheItem.key_of(self._namespace, key)
         now = self._now_ms()
-        item = self._run("get", lambda: self._items.get_live(pk, sk, now_ms=now), key=key)
+
+        def read() -> tuple[tuple[bytes, str] | None, str | None]:
+            head = self._items.get_live(pk, sk, now_ms=now)
+            for _ in range(2):
+                if head is None:
+                    return None, None
+                if head.chunk_count is None or head.version is None:
+                    return (head.data or b"", head.encoding), None
+                payload = self._read_chunks(pk, head)
+                if payload is not None:
+                    return (payload, head.encoding), None
+                # Replaced while we read (its chunks removed): the head now names the new one.
+                again = self._items.get_live(pk, sk, now_ms=now)
+                if again is not None and again.version == head.version:
+                    break
+                head = again
+            return None, "chunked value incomplete: chunks missing or not matching its digest"
+
+        stored, broken = self._run("get", read, key=key)
         value: T | None = read_value(
             self,
             store=self.store_name,
             table=self.table_name,
             key=key,
-            stored=None if item is None else (item.data, item.encoding),
+            stored=stored,
             value_type=self._adapter,
+            broken=broken,
         )
         return value
 
@@ -86,7 +130,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
 
         Everything is checked before the request: a negative TTL raises ``ValueError``, a bad
         key ``InvalidKeyError``, a value JSON cannot hold ``TypeError``/``ValueError``, one
-        too large ``ItemTooLargeError``; in each case nothing is written.
+        above ``max_value_bytes`` ``ItemTooLargeError``; in each case nothing is written.
         """
         encoded = encode_for_set(
             key,
@@ -98,15 +142,129 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         now = self._now_ms()
         item = self._items.build(self._namespace, key, encoded, now_ms=now, ttl_seconds=ttl_seconds)
         attributes = item.serialize()
-        check_item_size(
-            attributes, limit_bytes=MAX_ITEM_BYTES, operation="set", table=self.table_name
+        if item_size(attributes) <= MAX_ITEM_BYTES:
+            self._run("set", lambda: self._put_head(attributes), key=key)
+            return
+        self._run(
+            "set",
+            lambda: self._set_chunked(key, encoded, now=now, ttl_seconds=ttl_seconds),
+            key=key,
         )
-        self._run("set", lambda: self._items.put_serialized(attributes), key=key)
 
     def delete(self, key: str) -> None:
-        """Remove ``key``; deleting an absent key is not an error."""
+        """Remove ``key`` (a chunked value's chunks too); deleting an absent key is not an error."""
         pk, sk = CacheItem.key_of(self._namespace, key)
-        self._run("delete", self._items(pk, sk).delete, key=key)
+        items = self._items
+
+        def remove() -> None:
+            # The common case, a value in one item, is one request: the condition only fails
+            # for a chunked head, and then returns it (small: it holds no payload).
+            condition = items.chunk_count.does_not_exist()
+            for _ in range(_HEAD_ATTEMPTS):
+                outcome = items.delete_unless_blocked(pk, sk, condition=condition)
+                if not outcome.blocked or outcome.raw is None:
+                    return
+                old = outcome.raw
+                condition = items.version == old["Version"]["S"]
+                outcome = items.delete_unless_blocked(pk, sk, condition=condition)
+                if not outcome.blocked:
+                    self._delete_chunks(pk, old)
+                    return
+                condition = items.chunk_count.does_not_exist()
+            raise_contended("delete", key, self.table_name)
+
+        self._run("delete", remove, key=key)
+
+    # -- chunked values -----------------------------------------------------------------------
+
+    def _put_head(self, attributes: Mapping[str, Any]) -> None:
+        """Write a head (or a one-item value), deleting the chunks of the chunked value it
+        replaces, if any. One request unless it replaces a chunked value."""
+        items = self._items
+        pk = attributes["PK"]["S"]
+        condition = items.chunk_count.does_not_exist()
+        for _ in range(_HEAD_ATTEMPTS):
+            outcome = items.put_unless_blocked(attributes, condition=condition, raw=True)
+            if not outcome.blocked:
+                return
+            old = outcome.raw
+            if old is None:  # gone meanwhile: write again on the first condition
+                condition = items.chunk_count.does_not_exist()
+                continue
+            # The value being replaced is chunked: replace exactly that version, then remove
+            # its chunks (they would otherwise outlive it until their own expiry, or forever).
+            outcome = items.put_unless_blocked(
+                attributes, condition=items.version == old["Version"]["S"], raw=True
+            )
+            if not outcome.blocked:
+                self._delete_chunks(pk, old)
+                return
+            condition = items.chunk_count.does_not_exist()
+        raise_contended("set", pk, self.table_name)
+
+    def _set_chunked(
+        self, key: str, encoded: EncodedValue, *, now: int, ttl_seconds: float
+    ) -> None:
+        payload = encoded.payload
+        version = uuid.uuid4().hex
+        expires = expiry_for_ttl(now, ttl_seconds)
+        pieces = [
+            payload[start : start + CHUNK_PAYLOAD_BYTES]
+            for start in range(0, len(payload), CHUNK_PAYLOAD_BYTES)
+        ]
+        chunks = self._model(CacheChunk)
+        with self._batch_writer(chunks) as batch:
+            for index, piece in enumerate(pieces):
+                chunk = chunks.build(
+                    self._namespace,
+                    key,
+                    version=version,
+                    index=index,
+                    data=piece,
+                    expires_at_ms=expires,
+                )
+                check_item_size(
+                    chunk.serialize(),
+                    limit_bytes=MAX_ITEM_BYTES,
+                    operation="set",
+                    table=self.table_name,
+                )
+                batch.put(chunk)
+        head = self._items.build(self._namespace, key, encoded, now_ms=now, ttl_seconds=ttl_seconds)
+        head.data = None
+        head.chunk_count = len(pieces)
+        head.version = version
+        head.digest = hashlib.sha256(payload).hexdigest()
+        self._put_head(head.serialize())
+
+    def _read_chunks(self, pk: str, head: CacheItem) -> bytes | None:
+        """The payload ``head`` names, or None if its chunks are incomplete or do not match
+        its digest (the value was replaced or removed while being read)."""
+        chunks = self._model(CacheChunk)
+        prefix = CacheChunk.sort_key_prefix(str(head.version))
+        pieces = [
+            bytes(chunk.data)
+            for chunk in chunks.query(
+                pk, range_key_condition=chunks.sk.startswith(prefix), consistent_read=True
+            )
+        ]
+        payload = b"".join(pieces)
+        if (
+            len(pieces) != int(head.chunk_count or 0)
+            or hashlib.sha256(payload).hexdigest() != head.digest
+        ):
+            return None
+        return payload
+
+    def _delete_chunks(self, pk: str, head: Mapping[str, Any]) -> None:
+        """Delete the chunks a replaced or deleted head named (their keys follow from it)."""
+        version = head["Version"]["S"]
+        count = int(head["Chunks"]["N"])
+        chunks = self._model(CacheChunk)
+        prefix = CacheChunk.sort_key_prefix(version)
+        with self._batch_writer(chunks) as batch:
+            for index in range(count):
+                batch.delete(chunks(pk, f"{prefix}{index:05d}"))
 
     def clear(self) -> None:
         """Remove every cache item of this store's namespace (other entities are untouched)."""
@@ -129,6 +287,8 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         def count() -> CacheStats:
             live = expired = size = 0
             for item in self._items.iter_index(self._namespace):
+                if item.sk != CacheItem.VALUE_SORT_KEY:
+                    continue  # a chunk: its value is counted once, by its head
                 if item.is_expired(now):
                     expired += 1
                 else:
@@ -138,10 +298,19 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
 
         return self._run("get_stats", count, bounded=False)
 
-    def _batch_writer(self) -> BatchWriter:
+    def _batch_writer(self, model: type[Any] | None = None) -> BatchWriter:
         return BatchWriter(
-            self._items,
+            self._items if model is None else model,
             batch_size=self.options.batch_size,
             max_retries=self.options.max_retries,
             retry_delay_ms=self.options.retry_delay_ms,
         )
+
+
+def raise_contended(operation: str, key: str, table: str) -> None:
+    """Give up on a head that kept changing under us (other writers won every race)."""
+    raise StoreUnavailableError(
+        f"{key!r} kept changing during {operation}; try again",
+        operation=operation,
+        table=table,
+    )

@@ -56,9 +56,11 @@ def read_value(
     key: str,
     stored: tuple[bytes, str] | None,
     value_type: TypeAdapter[Any] | None,
+    broken: str | None = None,
 ) -> Any:
     """The value a ``get`` returns for ``stored`` (payload and encoding, None if nothing live),
-    announcing a hit, a miss, or a decode error (which reads as a miss)."""
+    announcing a hit, a miss, or a decode error (which reads as a miss). ``broken`` says why
+    a value that is there could not be read whole (reported as a decode error)."""
 
     def announce(signal: NamedSignal, error: str | None = None) -> None:
         signals.send(
@@ -67,6 +69,9 @@ def read_value(
             lambda: signals.CacheEvent(store=store, table=table, key=key, error=error),
         )
 
+    if broken is not None:
+        announce(signals.cache_decode_error, broken)
+        return None
     if stored is None:
         announce(signals.cache_miss)
         return None

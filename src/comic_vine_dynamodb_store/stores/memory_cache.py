@@ -27,14 +27,12 @@ from pydantic import TypeAdapter
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import InMemoryCacheStoreOptions
 from comic_vine_dynamodb_store.errors import (
-    ItemTooLargeError,
     StoreClosedError,
 )
 from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.models.cache import expiry_for_ttl
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.serialization import (
-    MAX_ITEM_BYTES,
     Encoding,
 )
 from comic_vine_dynamodb_store.stores.base import InMemoryStore, PeriodicTask
@@ -122,13 +120,13 @@ class InMemoryCacheStore(InMemoryStore, Generic[T]):
 
         Checked in the DynamoDB store's order, before anything changes: a bad key raises
         ``InvalidKeyError``, a negative TTL ``ValueError``, a value JSON cannot hold
-        ``TypeError``/``ValueError``, one too large ``ItemTooLargeError``; in each case the
-        previous value (if any) stays.
+        ``TypeError``/``ValueError``, one above ``max_value_bytes`` ``ItemTooLargeError``; in
+        each case the previous value (if any) stays. Values larger than one DynamoDB item are
+        accepted, as the DynamoDB store chunks them.
         """
         encoded = encode_for_set(
             key, value, ttl_seconds, max_value_bytes=self._max_value_bytes, table=self.table_name
         )
-        self._check_item_limit(encoded.size)
         with self._lock:
             self._check_open("set")
             # The clock is read under the lock so expiries follow the order of the writes.
@@ -189,18 +187,6 @@ class InMemoryCacheStore(InMemoryStore, Generic[T]):
             self._cleanup_task.stop()
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _check_item_limit(self, size: int) -> None:
-        # The DynamoDB store refuses what does not fit its item; a twin that accepted more
-        # would let tests pass with values production cannot store.
-        if size > MAX_ITEM_BYTES:
-            raise ItemTooLargeError(
-                f"value is {size} bytes stored, above DynamoDB's {MAX_ITEM_BYTES}-byte item limit",
-                size_bytes=size,
-                limit_bytes=MAX_ITEM_BYTES,
-                operation="set",
-                table=self.table_name,
-            )
 
     def _periodic_cleanup(self) -> None:
         # The background thread may wake just as close() runs; that is not an error to log.
