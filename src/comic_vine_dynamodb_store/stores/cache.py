@@ -191,6 +191,10 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
             if old is None:  # gone meanwhile: write again on the first condition
                 condition = items.chunk_count.does_not_exist()
                 continue
+            mine = attributes.get("Version", {}).get("S")
+            if mine is not None and old["Version"]["S"] == mine:
+                # Our own head: an earlier send landed and its answer was lost (a retry).
+                return
             # The value being replaced is chunked: replace exactly that version, then remove
             # its chunks (they would otherwise outlive it until their own expiry, or forever).
             outcome = items.put_unless_blocked(
