@@ -35,6 +35,28 @@ signal                      payload                fires
 ``request_retried``         :class:`RetryEvent`    botocore is about to retry a request
                                                      (throttling, 5xx, connection, timeout)
 ==========================  =====================  ==========================================
+
+The client flow (:mod:`comic_vine_dynamodb_store.client`) sends its own signals, all with a
+:class:`ClientEvent`; their sender is the ``GuardedFlow`` of the session or transport.
+They describe requests, where the store signals above describe store operations:
+
+================================  ==============================================================
+signal                            fires
+================================  ==============================================================
+``client_cache_hit``              a GET/HEAD was answered from the cache
+``client_cache_miss``             the cache had no usable response for it
+``client_dedupe_joined``          another caller was already fetching it; sent once the wait
+                                  ends (``status`` None: nothing usable, an own attempt follows)
+``client_limiter_waited``         the limiter refused at first; ``waited_ms`` slept for it,
+                                  ``admitted`` says whether it let the request go in the end
+``client_retry_after``            the API answered 420/429 with ``Retry-After``; ``waited_ms`` is
+                                  slept before one more attempt
+``client_upstream_call``          a request is about to go to the API (after admission)
+``client_upstream_status``        the API answered: ``status``, ``duration_ms``
+``client_store_unavailable``      a store raised ``StoreUnavailableError``: ``store`` (cache,
+                                  dedupe, rate_limit), ``operation``, ``error``; cache and dedupe
+                                  failures are served around, a limiter failure refuses
+================================  ==============================================================
 """
 
 from __future__ import annotations
@@ -51,6 +73,7 @@ __all__ = [
     "ALL_SIGNALS",
     "CacheEvent",
     "CircuitEvent",
+    "ClientEvent",
     "OperationEvent",
     "RateLimitedEvent",
     "RetryEvent",
@@ -58,6 +81,14 @@ __all__ = [
     "cache_hit",
     "cache_miss",
     "circuit_state_changed",
+    "client_cache_hit",
+    "client_cache_miss",
+    "client_dedupe_joined",
+    "client_limiter_waited",
+    "client_retry_after",
+    "client_store_unavailable",
+    "client_upstream_call",
+    "client_upstream_status",
     "operation_completed",
     "rate_limited",
     "request_retried",
@@ -85,6 +116,30 @@ circuit_state_changed = namespace.signal(
 request_retried = namespace.signal(
     "request-retried", doc="A DynamoDB request is about to be retried (RetryEvent)."
 )
+client_cache_hit = namespace.signal(
+    "client-cache-hit", doc="A GET/HEAD was answered from the cache (ClientEvent)."
+)
+client_cache_miss = namespace.signal(
+    "client-cache-miss", doc="The cache had no usable response for a GET/HEAD (ClientEvent)."
+)
+client_dedupe_joined = namespace.signal(
+    "client-dedupe-joined", doc="A request waited for another caller's fetch (ClientEvent)."
+)
+client_limiter_waited = namespace.signal(
+    "client-limiter-waited", doc="A request waited for the rate limiter (ClientEvent)."
+)
+client_retry_after = namespace.signal(
+    "client-retry-after", doc="The API answered 420/429 with Retry-After; waiting (ClientEvent)."
+)
+client_upstream_call = namespace.signal(
+    "client-upstream-call", doc="A request is about to go to the API (ClientEvent)."
+)
+client_upstream_status = namespace.signal(
+    "client-upstream-status", doc="The API answered a request (ClientEvent)."
+)
+client_store_unavailable = namespace.signal(
+    "client-store-unavailable", doc="A store the client flow uses was unavailable (ClientEvent)."
+)
 
 ALL_SIGNALS: tuple[NamedSignal, ...] = (
     operation_completed,
@@ -94,6 +149,14 @@ ALL_SIGNALS: tuple[NamedSignal, ...] = (
     rate_limited,
     circuit_state_changed,
     request_retried,
+    client_cache_hit,
+    client_cache_miss,
+    client_dedupe_joined,
+    client_limiter_waited,
+    client_retry_after,
+    client_upstream_call,
+    client_upstream_status,
+    client_store_unavailable,
 )
 
 Outcome = Literal["success", "error", "rejected"]
@@ -166,6 +229,36 @@ class RetryEvent:
     attempt: int
     error_code: str
     delay_ms: float
+
+
+ClientStore = Literal["cache", "dedupe", "rate_limit"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """One step of a request through the client flow.
+
+    ``key`` is the request's cache and dedupe key (``"<METHOD> <url>"``, ignored parameters
+    such as ``api_key`` removed, so events can be logged as they are), ``resource`` what the
+    limiter counts it against, ``priority`` the limiter priority it asked for. The other
+    fields are set by the signals they belong to: ``status`` (upstream status, or the status
+    served to a dedupe joiner, or the 420/429 behind a ``Retry-After`` wait), ``waited_ms``
+    (limiter, dedupe and ``Retry-After`` waits), ``admitted`` (limiter waits),
+    ``duration_ms`` (the upstream call), ``store`` / ``operation`` / ``error`` (an
+    unavailable store).
+    """
+
+    method: str
+    key: str
+    resource: str
+    priority: str
+    status: int | None = None
+    waited_ms: int | None = None
+    admitted: bool | None = None
+    duration_ms: float | None = None
+    store: ClientStore | None = None
+    operation: str | None = None
+    error: BaseException | None = None
 
 
 _reported: set[tuple[int, int]] = set()
