@@ -69,7 +69,7 @@ from comic_vine_dynamodb_store.stores.adaptive_state import (
     wait_for,
     window_of_ring,
 )
-from comic_vine_dynamodb_store.stores.base import DynamoDBStore
+from comic_vine_dynamodb_store.stores.base import DynamoDBStore, PerResourceLimits
 from comic_vine_dynamodb_store.stores.contracts import (
     AdaptiveStatus,
     Priority,
@@ -121,7 +121,9 @@ class _Admission:
     now_ms: int
 
 
-class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions]):
+class DynamoDBAdaptiveRateLimitStore(
+    PerResourceLimits, DynamoDBStore[AdaptiveRateLimitStoreOptions]
+):
     """A sliding-window limit per resource, split adaptively between user and background work.
 
     Users are admitted whenever the window has room; background work only within the share
@@ -145,24 +147,6 @@ class DynamoDBAdaptiveRateLimitStore(DynamoDBStore[AdaptiveRateLimitStoreOptions
         self._configs = RateLimitConfigs(self.options.default_config, self.options.resource_configs)
         self._known: dict[str, _Known] = {}
         self._start_background("cleanup", self.options.cleanup_interval_ms, self.cleanup)
-
-    # -- configuration ---------------------------------------------------------------------
-
-    def set_resource_config(
-        self, resource: str, config: RateLimitConfig | Mapping[str, Any]
-    ) -> None:
-        """Use ``config`` for ``resource`` from now on (validated first)."""
-        validate_key(resource, what="resource")
-        self._configs.set(resource, config)
-
-    def get_resource_config(self, resource: str) -> RateLimitConfig:
-        """The config in force for ``resource``."""
-        return self._configs.get(resource)
-
-    @property
-    def resource_configs(self) -> dict[str, RateLimitConfig]:
-        """A copy of the per-resource overrides."""
-        return self._configs.overrides()
 
     def _layout(self, resource: str) -> tuple[RateLimitConfig, AdaptiveLayout]:
         config = self.get_resource_config(resource)
@@ -616,6 +600,22 @@ def _ring(item: Mapping[str, Any], name: str) -> tuple[int, ...]:
     return () if value is None else tuple(int(slot["N"]) for slot in value.get("L", ()))
 
 
+def _ring_pair(
+    item: Mapping[str, Any],
+    names: tuple[str, str],
+    window_ms: int,
+    current_slice: int,
+    layout: SliceLayout,
+) -> tuple[WindowState, WindowState] | None:
+    """The two windows stored as rings ``names``, or None if they were made for another
+    window (their counts then restart)."""
+    first, second = _ring(item, names[0]), _ring(item, names[1])
+    size = layout.history_slices + 1
+    if window_ms != layout.window_ms or len(first) != size or len(second) != size:
+        return None
+    return window_of_ring(first, current_slice), window_of_ring(second, current_slice)
+
+
 def _state_of(item: Mapping[str, Any] | None, layout: AdaptiveLayout, now: int) -> _Known:
     """What ``item`` (as DynamoDB returned it) says, read for ``layout``: counters of another
     window start afresh. Decoded by hand: it is on every admission's path, and a generic
@@ -632,31 +632,16 @@ def _state_of(item: Mapping[str, Any] | None, layout: AdaptiveLayout, now: int) 
         computed_at_ms=_number(item, "ComputedAt"),
     )
     fresh = AdaptiveState.fresh(layout, now)
-    fits = True
-    total, background = fresh.total, fresh.background
-    total_ring, background_ring = _ring(item, "Tot"), _ring(item, "Bg")
-    rate_size = layout.rate.history_slices + 1
-    if (
-        stored.window_ms == layout.rate.window_ms
-        and len(total_ring) == rate_size
-        and len(background_ring) == rate_size
-    ):
-        total = window_of_ring(total_ring, stored.current_slice)
-        background = window_of_ring(background_ring, stored.current_slice)
-    else:
-        fits = False
-    user_activity, background_activity = fresh.user_activity, fresh.background_activity
-    user_ring, background_activity_ring = _ring(item, "ActUser"), _ring(item, "ActBg")
-    activity_size = layout.activity.history_slices + 1
-    if (
-        stored.activity_ms == layout.activity.window_ms
-        and len(user_ring) == activity_size
-        and len(background_activity_ring) == activity_size
-    ):
-        user_activity = window_of_ring(user_ring, stored.activity_slice)
-        background_activity = window_of_ring(background_activity_ring, stored.activity_slice)
-    else:
-        fits = False
+    rate = _ring_pair(item, ("Tot", "Bg"), stored.window_ms, stored.current_slice, layout.rate)
+    activity = _ring_pair(
+        item, ("ActUser", "ActBg"), stored.activity_ms, stored.activity_slice, layout.activity
+    )
+    fits = rate is not None and activity is not None
+    total, background = rate or (fresh.total, fresh.background)
+    user_activity, background_activity = activity or (
+        fresh.user_activity,
+        fresh.background_activity,
+    )
     split: StoredCapacity | None = None
     reserved = _number(item, "UserReserved")
     if stored.computed_at_ms is not None and reserved is not None:

@@ -10,23 +10,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pynamodb.exceptions import DeleteError
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
-from comic_vine_dynamodb_store.config import StoreOptions
+from comic_vine_dynamodb_store.config import RateLimitConfig, RateLimitConfigs, StoreOptions
 from comic_vine_dynamodb_store.errors import ConfigurationError, StoreClosedError
-from comic_vine_dynamodb_store.keys import health_probe_key
+from comic_vine_dynamodb_store.keys import health_probe_key, validate_key
 from comic_vine_dynamodb_store.models import StoreItem, TableBinding
 from comic_vine_dynamodb_store.resilience.breaker import CircuitBreakerStatus
 from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.resilience.pipeline import OperationPipeline
 from comic_vine_dynamodb_store.stores.contracts import HealthCheckResult
 
-__all__ = ["ClosingContext", "DynamoDBStore", "InMemoryStore", "PeriodicTask"]
+__all__ = ["ClosingContext", "DynamoDBStore", "InMemoryStore", "PerResourceLimits", "PeriodicTask"]
 
 _log = logging.getLogger(__name__)
 
@@ -257,3 +257,29 @@ class InMemoryStore(ClosingContext):
             circuit_state="closed",
             error=error,
         )
+
+
+class PerResourceLimits:
+    """The per-resource configuration methods every rate-limit store offers.
+
+    A store sets ``_configs`` in its constructor; these check the resource name before
+    anything changes, and the configs validate the new limit.
+    """
+
+    _configs: RateLimitConfigs
+
+    def set_resource_config(
+        self, resource: str, config: RateLimitConfig | Mapping[str, Any]
+    ) -> None:
+        """Use ``config`` for ``resource`` from now on (validated first)."""
+        validate_key(resource, what="resource")
+        self._configs.set(resource, config)
+
+    def get_resource_config(self, resource: str) -> RateLimitConfig:
+        """The config in force for ``resource``."""
+        return self._configs.get(resource)
+
+    @property
+    def resource_configs(self) -> dict[str, RateLimitConfig]:
+        """A copy of the per-resource overrides."""
+        return self._configs.overrides()

@@ -51,7 +51,7 @@ from comic_vine_dynamodb_store.stores.adaptive_core import (
     compute_capacity,
     validate_priority,
 )
-from comic_vine_dynamodb_store.stores.base import InMemoryStore
+from comic_vine_dynamodb_store.stores.base import InMemoryStore, PerResourceLimits
 from comic_vine_dynamodb_store.stores.contracts import (
     AdaptiveStatus,
     Priority,
@@ -171,7 +171,7 @@ class _View:
     background: int
 
 
-class InMemoryAdaptiveRateLimitStore(InMemoryStore):
+class InMemoryAdaptiveRateLimitStore(PerResourceLimits, InMemoryStore):
     """A limit per resource split between user and background requests, in memory.
 
     Every method is thread-safe: one lock guards the state and the clock is read under it, so
@@ -204,24 +204,6 @@ class InMemoryAdaptiveRateLimitStore(InMemoryStore):
         self._adaptive = self.options.adaptive_config
         self._configs = RateLimitConfigs(self.options.default_config, self.options.resource_configs)
         self._states: dict[str, _State] = {}
-
-    # -- configuration -----------------------------------------------------------------------
-
-    def set_resource_config(
-        self, resource: str, config: RateLimitConfig | Mapping[str, Any]
-    ) -> None:
-        """Use ``config`` for ``resource`` from now on (validated first)."""
-        validate_key(resource, what="resource")
-        self._configs.set(resource, config)
-
-    def get_resource_config(self, resource: str) -> RateLimitConfig:
-        """The config in force for ``resource``."""
-        return self._configs.get(resource)
-
-    @property
-    def resource_configs(self) -> dict[str, RateLimitConfig]:
-        """A copy of the per-resource overrides."""
-        return self._configs.overrides()
 
     # -- admission ---------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from comic_vine_dynamodb_store.config import (
 )
 from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.observability import signals
-from comic_vine_dynamodb_store.stores.base import InMemoryStore
+from comic_vine_dynamodb_store.stores.base import InMemoryStore, PerResourceLimits
 from comic_vine_dynamodb_store.stores.contracts import (
     RateLimitStats,
     RateLimitStatus,
@@ -74,7 +74,7 @@ class _Log:
         admissions.append(max(now_ms, admissions[-1]) if admissions else now_ms)
 
 
-class InMemoryRateLimitStore(InMemoryStore):
+class InMemoryRateLimitStore(PerResourceLimits, InMemoryStore):
     """A sliding-window limit per resource, ``limit`` admissions per ``window_ms``, in memory.
 
     Every method is thread-safe: one lock guards the windows and the configs, and the clock is
@@ -102,24 +102,6 @@ class InMemoryRateLimitStore(InMemoryStore):
         super().__init__()
         self._configs = RateLimitConfigs(self.options.default_config, self.options.resource_configs)
         self._logs: dict[str, _Log] = {}
-
-    # -- configuration -----------------------------------------------------------------------
-
-    def set_resource_config(
-        self, resource: str, config: RateLimitConfig | Mapping[str, Any]
-    ) -> None:
-        """Use ``config`` for ``resource`` from now on (validated first)."""
-        validate_key(resource, what="resource")
-        self._configs.set(resource, config)
-
-    def get_resource_config(self, resource: str) -> RateLimitConfig:
-        """The config in force for ``resource``."""
-        return self._configs.get(resource)
-
-    @property
-    def resource_configs(self) -> dict[str, RateLimitConfig]:
-        """A copy of the per-resource overrides."""
-        return self._configs.overrides()
 
     # -- admission ---------------------------------------------------------------------------
 

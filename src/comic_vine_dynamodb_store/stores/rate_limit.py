@@ -61,7 +61,7 @@ from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import RateLimitEvent
 from comic_vine_dynamodb_store.models.base import ring_actions
 from comic_vine_dynamodb_store.observability import signals
-from comic_vine_dynamodb_store.stores.base import DynamoDBStore
+from comic_vine_dynamodb_store.stores.base import DynamoDBStore, PerResourceLimits
 from comic_vine_dynamodb_store.stores.contracts import RateLimitStats, RateLimitStatus
 from comic_vine_dynamodb_store.stores.rate_limit_core import (
     SliceLayout,
@@ -82,7 +82,7 @@ __all__ = ["DynamoDBRateLimitStore"]
 _MAX_ATTEMPTS = 8
 
 
-class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
+class DynamoDBRateLimitStore(PerResourceLimits, DynamoDBStore[RateLimitStoreOptions]):
     """A sliding-window limit per resource: ``limit`` admissions per ``window_ms``.
 
     ``default_config`` (200 per 60 s) applies to every resource without an entry in
@@ -106,24 +106,6 @@ class DynamoDBRateLimitStore(DynamoDBStore[RateLimitStoreOptions]):
         self._configs = RateLimitConfigs(self.options.default_config, self.options.resource_configs)
         self._known: dict[str, tuple[SliceLayout, WindowState, int]] = {}
         self._start_background("cleanup", self.options.cleanup_interval_ms, self.cleanup)
-
-    # -- configuration ---------------------------------------------------------------------
-
-    def set_resource_config(
-        self, resource: str, config: RateLimitConfig | Mapping[str, Any]
-    ) -> None:
-        """Use ``config`` for ``resource`` from now on (validated first)."""
-        validate_key(resource, what="resource")
-        self._configs.set(resource, config)
-
-    def get_resource_config(self, resource: str) -> RateLimitConfig:
-        """The config in force for ``resource``."""
-        return self._configs.get(resource)
-
-    @property
-    def resource_configs(self) -> dict[str, RateLimitConfig]:
-        """A copy of the per-resource overrides."""
-        return self._configs.overrides()
 
     # -- admission -------------------------------------------------------------------------
 
