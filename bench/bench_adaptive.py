@@ -84,7 +84,7 @@ from comic_vine_dynamodb_store.stores.rate_limit_core import SliceLayout
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
-from common import REGION, Rounds, progress
+from common import REGION, progress
 
 WINDOW_MS = 60_000
 SLICE_MS = SliceLayout.for_window(WINDOW_MS).slice_ms
@@ -591,63 +591,19 @@ class RawAdmission:
         return None
 
 
-@dataclass(slots=True)
-class Throughput:
-    """Store vs raw background ``acquire`` throughput."""
-
-    store_ops_s: float
-    raw_ops_s: float
-    ratio: float
-    paired_ratio: float
-    store_cpu_us_per_call: float
-    raw_cpu_us_per_call: float
-    store_refusals: int
-    raw_conflicts: int
-    raw_refusals: int
-    store_rounds_ops_s: list[float]
-    raw_rounds_ops_s: list[float]
-    met: bool
+Throughput = common.LimiterThroughput
 
 
 def measure_throughput(
     main: Store, raw_client: Any, table: str, *, rounds: int, round_s: float, warmup_s: float
 ) -> Throughput:
-    samples = Rounds()
-    refused = conflicts = raw_refused = 0
-    for round_ in range(-1, rounds):  # round -1 is the warm-up
-        resource = f"throughput-{round_ + 1}"
-        main.acquire(resource, "background")  # create the item: not the steady state
-        raw = RawAdmission(raw_client, table, resource)
-        refusals = [0]
-
-        def store_call(r: str = resource, refusals: list[int] = refusals) -> object:
-            admitted = main.acquire(r, "background")
-            refusals[0] += not admitted
-            return admitted
-
-        store_sample, raw_sample = common.alternating_round(
-            store_call, raw, warmup_s if round_ < 0 else round_s
-        )
-        if round_ >= 0:
-            samples.store.append(store_sample)
-            samples.raw.append(raw_sample)
-            refused += refusals[0]
-            conflicts += raw.conflicts
-            raw_refused += raw.refusals
-    timing = common.medians(samples)
-    return Throughput(
-        store_ops_s=timing.store_ops_s,
-        raw_ops_s=timing.raw_ops_s,
-        ratio=timing.ratio,
-        paired_ratio=timing.paired_ratio,
-        store_cpu_us_per_call=timing.store_cpu_us_per_call,
-        raw_cpu_us_per_call=timing.raw_cpu_us_per_call,
-        store_refusals=refused,
-        raw_conflicts=conflicts,
-        raw_refusals=raw_refused,
-        store_rounds_ops_s=timing.store_rounds_ops_s,
-        raw_rounds_ops_s=timing.raw_rounds_ops_s,
-        met=timing.ratio >= TARGET_RATIO and refused == 0 and raw_refused == 0,
+    return common.limiter_throughput(
+        lambda resource: main.acquire(resource, "background"),
+        lambda resource: RawAdmission(raw_client, table, resource),
+        rounds=rounds,
+        round_s=round_s,
+        warmup_s=warmup_s,
+        target_ratio=TARGET_RATIO,
     )
 
 

@@ -234,6 +234,84 @@ def medians(rounds: Rounds) -> Medians:
     )
 
 
+class RawAdmission(Protocol):
+    """A raw botocore admission: one call, with the failed conditions and refusals it met."""
+
+    conflicts: int
+    refusals: int
+
+    def __call__(self) -> object: ...
+
+
+@dataclass(slots=True)
+class LimiterThroughput:
+    """A limiter's ``acquire`` against the raw request it stands for, side by side."""
+
+    store_ops_s: float
+    raw_ops_s: float
+    ratio: float
+    paired_ratio: float
+    store_cpu_us_per_call: float
+    raw_cpu_us_per_call: float
+    store_refusals: int
+    raw_conflicts: int
+    raw_refusals: int
+    store_rounds_ops_s: list[float]
+    raw_rounds_ops_s: list[float]
+    met: bool
+
+
+def limiter_throughput(
+    acquire: Callable[[str], bool],
+    make_raw: Callable[[str], RawAdmission],
+    *,
+    rounds: int,
+    round_s: float,
+    warmup_s: float,
+    target_ratio: float,
+) -> LimiterThroughput:
+    """Alternate ``acquire`` and the raw admission on a fresh resource per round (named
+    ``throughput-<round>``; round 0 is the warm-up). The store's first call creates the item
+    before the round starts, so both sides time the steady state only."""
+    samples = Rounds()
+    refused = conflicts = raw_refused = 0
+    for round_ in range(-1, rounds):  # round -1 is the warm-up
+        resource = f"throughput-{round_ + 1}"
+        acquire(resource)  # create the item: not the steady state
+        raw = make_raw(resource)
+        refusals = [0]
+
+        def store_call(r: str = resource, refusals: list[int] = refusals) -> object:
+            admitted = acquire(r)
+            refusals[0] += not admitted
+            return admitted
+
+        store_sample, raw_sample = alternating_round(
+            store_call, raw, warmup_s if round_ < 0 else round_s
+        )
+        if round_ >= 0:
+            samples.store.append(store_sample)
+            samples.raw.append(raw_sample)
+            refused += refusals[0]
+            conflicts += raw.conflicts
+            raw_refused += raw.refusals
+    timing = medians(samples)
+    return LimiterThroughput(
+        store_ops_s=timing.store_ops_s,
+        raw_ops_s=timing.raw_ops_s,
+        ratio=timing.ratio,
+        paired_ratio=timing.paired_ratio,
+        store_cpu_us_per_call=timing.store_cpu_us_per_call,
+        raw_cpu_us_per_call=timing.raw_cpu_us_per_call,
+        store_refusals=refused,
+        raw_conflicts=conflicts,
+        raw_refusals=raw_refused,
+        store_rounds_ops_s=timing.store_rounds_ops_s,
+        raw_rounds_ops_s=timing.raw_rounds_ops_s,
+        met=timing.ratio >= target_ratio and refused == 0 and raw_refused == 0,
+    )
+
+
 # --------------------------------------------------------------------------- output
 
 
