@@ -620,6 +620,44 @@ def test_a_joiner_of_a_failed_job_makes_its_own_attempt_through_the_limiter(
     assert joined.status is None
 
 
+def test_after_a_failed_job_waiters_join_the_next_owner_instead_of_all_calling_upstream(
+    time_: FakeTime, api: Api, events: Events
+) -> None:
+    owners: list[Registration] = []
+    ours: list[Registration] = []
+
+    class Busy(InMemoryDedupeStore[Any]):
+        """The first owner fails; another waiter re-registers just before we do."""
+
+        def register_or_join(self, key: str) -> Registration:
+            if ours:  # our second registration: the other waiter got there first
+                owners.append(super().register_or_join(key))
+                assert owners[-1].is_owner
+            ours.append(super().register_or_join(key))
+            return ours[-1]
+
+    store = Busy(clock=time_.clock, sleep=lambda _: on_poll(), poll_interval_ms=10)
+    owners.append(InMemoryDedupeStore.register_or_join(store, KEY))
+
+    def on_poll() -> None:
+        if len(owners) == 1:
+            store.fail(KEY, "HTTP 420", job_id=owners[0].job_id)
+        else:
+            store.complete(KEY, stored_value(), job_id=owners[1].job_id)
+
+    limits = spy(limiter(time_))
+    response = get(make_flow(time_, dedupe=store, rate_limit=limits), api)
+    # We saw the first job fail, joined the second owner's job and got its response: the
+    # API is called by the new owner alone, not by every waiter of the failed job.
+    assert response.source == "dedupe"
+    assert response.stored is not None
+    assert response.stored.body == BODY
+    assert api.requests == []
+    assert limits.calls == []
+    assert [e.status for e in of(events, "client-dedupe-joined")] == [None, 200]
+    assert [r.is_owner for r in ours] == [False, False]
+
+
 def test_an_upstream_error_fails_the_job_so_the_next_caller_tries_again(
     time_: FakeTime, api: Api
 ) -> None:

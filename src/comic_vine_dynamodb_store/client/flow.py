@@ -228,6 +228,10 @@ class FlowRequest:
     url: str
 
 
+_JOIN_ROUNDS = 2
+"""How many times a caller joins another's request before making its own attempt."""
+
+
 def _noop() -> None:
     return None
 
@@ -389,7 +393,7 @@ def _is_stored_status(status: int) -> bool:
     return 200 <= status < 300 and status != 206
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Call:
     """One ``send``: what every store call and signal of it names."""
 
@@ -397,6 +401,8 @@ class _Call:
     key: str
     resource: str
     priority: Priority
+    dedupe_down: bool = False
+    """The dedupe store failed during this call: it is not asked again."""
 
 
 class GuardedFlow:
@@ -488,15 +494,26 @@ class GuardedFlow:
             self._announce(signals.client_cache_miss, call)
 
         registration = None
-        if self.dedupe is not None:
-            registration = self._dedupe_call(
-                call, "register_or_join", lambda store: store.register_or_join(call.key)
-            )
-        if registration is not None and not registration.is_owner:
+        for round_ in range(_JOIN_ROUNDS):
+            registration = None
+            if self.dedupe is not None:
+                registration = self._dedupe_call(
+                    call, "register_or_join", lambda store: store.register_or_join(call.key)
+                )
+            if registration is None or registration.is_owner:
+                break
             shared = self._join(call)
             if shared is not None:
                 return FlowResponse("dedupe", stored=shared)
-            return self._fetch_and_store(call, request, upstream, job_id=None)
+            if round_ + 1 == _JOIN_ROUNDS or call.dedupe_down:
+                return self._fetch_and_store(call, request, upstream, job_id=None)
+            # The owner failed (or gave no answer in time). Rather than every waiter calling
+            # the API at once, just when it may be pushing back, look again and register
+            # again: one becomes the new owner, the others join it.
+            hit = self._read_cache(call)
+            if hit is not None:
+                self._announce(signals.client_cache_hit, call)
+                return FlowResponse("cache", stored=hit)
         job_id = None if registration is None else registration.job_id
         if job_id is not None:
             # A caller that finished between our cache read and our registration left the
@@ -723,6 +740,7 @@ class GuardedFlow:
         try:
             return run(self.dedupe)
         except StoreUnavailableError as exc:
+            call.dedupe_down = True
             self._unavailable(call, "dedupe", operation, exc)
             return None
 
