@@ -36,6 +36,7 @@ bench: dynamodb-local
 	$(BIN)/python bench/bench_dedupe.py
 	$(BIN)/python bench/bench_rate_limit.py
 	$(BIN)/python bench/bench_adaptive.py
+	$(BIN)/python bench/bench_client.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
