@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dynamodb-local lint typecheck test bench clean
+.PHONY: install dynamodb-local lint typecheck docs test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,17 @@ dynamodb-local: install
 	fi
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs/hooks
+	$(BIN)/ruff format --check src tests bench docs/hooks
 
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck dynamodb-local
+# The docs site, built strictly: a broken link or a generated page that fails breaks the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+test: lint typecheck docs dynamodb-local
 	$(BIN)/python -m pytest
 
 # Measurements, not tests: costs and speed of the stores against one DynamoDB Local each.
