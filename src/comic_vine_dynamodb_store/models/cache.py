@@ -110,10 +110,13 @@ class CacheChunk(StoreItem):
         data: bytes,
         expires_at_ms: int | None,
     ) -> Self:
-        """Chunk ``index`` of ``version`` of ``key``'s value, indexed in GSI1 (so ``clear``
-        and ``cleanup`` reach it like any cache item)."""
+        """Chunk ``index`` of ``version`` of ``key``'s value.
+
+        Not in GSI1: the index projects every attribute, so an indexed chunk would be written
+        (and billed) twice. ``clear`` and ``cleanup`` reach chunks through their head, and
+        DynamoDB's TTL reaper through ``TTL``.
+        """
         pk = partition_key(cls.entity, namespace, key)
         item = cls(pk, f"{cls.sort_key_prefix(version)}{index:05d}", data=data)
         item.set_expiry(expires_at_ms)
-        item.index_under(namespace)
         return item

@@ -140,9 +140,13 @@ class DynamoDBStore(ClosingContext, Generic[OptionsT]):
         self._check_open(operation)
         return self._pipeline.run(operation, fn, key=key, bounded=bounded)
 
-    def _remove_expired(self, model: type[StoreItem]) -> int:
+    def _remove_expired(self, model: type[M], after: Callable[[M], int] | None = None) -> int:
         """Delete this store's expired items (found through GSI1's expired range), each with a
-        condition so an item written again since the query survives; returns how many."""
+        condition so an item written again since the query survives; returns how many.
+
+        ``after(item)`` runs for each item removed and returns how many more items it removed
+        with it (a chunked cache value's chunks).
+        """
         now = self._now_ms()
 
         def remove() -> int:
@@ -154,7 +158,7 @@ class DynamoDBStore(ClosingContext, Generic[OptionsT]):
                     if not is_condition_failure(exc):
                         raise
                 else:
-                    removed += 1
+                    removed += 1 + (after(item) if after is not None else 0)
             return removed
 
         return self._run("cleanup", remove, bounded=False)

@@ -89,6 +89,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
             TypeAdapter(value_type) if value_type is not None else None
         )
         self._items = self._model(CacheItem)
+        self._chunks = self._model(CacheChunk)  # held: binding a model per call costs a client
         self._start_background("cleanup", self.options.cleanup_interval_ms, self.cleanup)
 
     def get(self, key: str) -> T | None:
@@ -216,7 +217,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
             payload[start : start + CHUNK_PAYLOAD_BYTES]
             for start in range(0, len(payload), CHUNK_PAYLOAD_BYTES)
         ]
-        chunks = self._model(CacheChunk)
+        chunks = self._chunks
         with self._batch_writer(chunks) as batch:
             for index, piece in enumerate(pieces):
                 chunk = chunks.build(
@@ -244,7 +245,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
     def _read_chunks(self, pk: str, head: CacheItem) -> bytes | None:
         """The payload ``head`` names, or None if its chunks are incomplete or do not match
         its digest (the value was replaced or removed while being read)."""
-        chunks = self._model(CacheChunk)
+        chunks = self._chunks
         prefix = CacheChunk.sort_key_prefix(str(head.version))
         pieces = [
             bytes(chunk.data)
@@ -262,13 +263,15 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
 
     def _delete_chunks(self, pk: str, head: Mapping[str, Any]) -> None:
         """Delete the chunks a replaced or deleted head named (their keys follow from it)."""
-        version = head["Version"]["S"]
-        count = int(head["Chunks"]["N"])
-        chunks = self._model(CacheChunk)
+        keys = self._chunk_keys(pk, head["Version"]["S"], int(head["Chunks"]["N"]))
+        with self._batch_writer(self._chunks) as batch:
+            for chunk in keys:
+                batch.delete(chunk)
+
+    def _chunk_keys(self, pk: str, version: str, count: int) -> list[CacheChunk]:
+        """The chunks of ``version`` (keys only: enough to delete them)."""
         prefix = CacheChunk.sort_key_prefix(version)
-        with self._batch_writer(chunks) as batch:
-            for index in range(count):
-                batch.delete(chunks(pk, f"{prefix}{index:05d}"))
+        return [self._chunks(pk, f"{prefix}{index:05d}") for index in range(count)]
 
     def clear(self) -> None:
         """Remove every cache item of this store's namespace (other entities are untouched)."""
@@ -277,12 +280,26 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
             with self._batch_writer() as batch:
                 for item in self._items.iter_index(self._namespace):
                     batch.delete(item)
+                    if item.chunk_count is not None and item.version is not None:
+                        for chunk in self._chunk_keys(item.pk, item.version, int(item.chunk_count)):
+                            batch.delete(chunk)
 
         self._run("clear", clear_all, bounded=False)
 
     def cleanup(self) -> int:
-        """Remove the expired items now; returns how many were removed."""
-        return self._remove_expired(self._items)
+        """Remove the expired values now (a chunked value's chunks with its head); returns how
+        many items were removed."""
+
+        def chunks_of(head: CacheItem) -> int:
+            if head.chunk_count is None or head.version is None:
+                return 0
+            count = int(head.chunk_count)
+            with self._batch_writer(self._chunks) as batch:
+                for chunk in self._chunk_keys(head.pk, head.version, count):
+                    batch.delete(chunk)
+            return count
+
+        return self._remove_expired(self._items, chunks_of)
 
     def get_stats(self) -> CacheStats:
         """Live and expired item counts and the stored size of the live values."""
@@ -291,8 +308,6 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         def count() -> CacheStats:
             live = expired = size = 0
             for item in self._items.iter_index(self._namespace):
-                if item.sk != CacheItem.VALUE_SORT_KEY:
-                    continue  # a chunk: its value is counted once, by its head
                 if item.is_expired(now):
                     expired += 1
                 else:
