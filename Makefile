@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dynamodb-local lint typecheck docs test bench clean
+.PHONY: install dynamodb-local lint typecheck docs test bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,13 +34,13 @@ docs: install
 test: lint typecheck docs dynamodb-local
 	$(BIN)/python -m pytest
 
-# Measurements, not tests: costs and speed of the stores against one DynamoDB Local each.
+# Measurements, not tests: every store's costs and speed, on one DynamoDB Local, into
+# bench/results.json (which the docs' cost page is built from).
 bench: dynamodb-local
-	$(BIN)/python bench/bench_cache.py
-	$(BIN)/python bench/bench_dedupe.py
-	$(BIN)/python bench/bench_rate_limit.py
-	$(BIN)/python bench/bench_adaptive.py
-	$(BIN)/python bench/bench_client.py
+	$(BIN)/python bench/run_all.py
+
+demo: install
+	$(BIN)/python -m comic_vine_dynamodb_store.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
