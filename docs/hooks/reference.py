@@ -2,7 +2,8 @@
 
 ``{{ options_reference }}`` becomes one table per options model (every field, its type and its
 default, read from the pydantic models the stores validate with); ``{{ error_tree }}`` becomes
-the exception tree drawn in ``errors.py``.
+the exception tree drawn in ``errors.py``; ``{{ iam_policy }}`` and ``{{ iam_admin_policy }}``
+become the policies ``comic-vine-store print iam-policy`` prints.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from comic_vine_dynamodb_store import config, errors
+from comic_vine_dynamodb_store import cli_policy, config, errors
 
 _MODELS: list[type[BaseModel]] = [
     config.StoreOptions,
@@ -89,4 +90,8 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
         markdown = markdown.replace("{{ options_reference }}", options_reference())
     if "{{ error_tree }}" in markdown:
         markdown = markdown.replace("{{ error_tree }}", error_tree())
+    for marker, admin in (("{{ iam_policy }}", False), ("{{ iam_admin_policy }}", True)):
+        if marker in markdown:
+            policy = cli_policy.render_json(cli_policy.iam_policy("comic-vine-store", admin=admin))
+            markdown = markdown.replace(marker, f"```json\n{policy}```")
     return markdown
