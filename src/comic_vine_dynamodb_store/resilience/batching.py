@@ -53,7 +53,11 @@ class BatchWriter:
 
     def put(self, item: StoreItem) -> None:
         """Queue a put of ``item``."""
-        self._add({"PutRequest": {"Item": item.serialize()}})
+        self.put_serialized(item.serialize())
+
+    def put_serialized(self, attributes: AttributeMap) -> None:
+        """Queue a put of an item already serialized (by a caller that checked its size)."""
+        self._add({"PutRequest": {"Item": attributes}})
 
     def delete(self, item: StoreItem) -> None:
         """Queue a delete of ``item``'s key."""

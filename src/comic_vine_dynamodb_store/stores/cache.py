@@ -40,11 +40,9 @@ from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import CacheStoreOptions
 from comic_vine_dynamodb_store.errors import StoreUnavailableError
 from comic_vine_dynamodb_store.models import CacheChunk, CacheItem
-from comic_vine_dynamodb_store.models.cache import expiry_for_ttl
 from comic_vine_dynamodb_store.resilience.batching import BatchWriter
 from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
-    EncodedValue,
     check_item_size,
     item_size,
 )
@@ -146,11 +144,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         if item_size(attributes) <= MAX_ITEM_BYTES:
             self._run("set", lambda: self._put_head(attributes), key=key)
             return
-        self._run(
-            "set",
-            lambda: self._set_chunked(key, encoded, now=now, ttl_seconds=ttl_seconds),
-            key=key,
-        )
+        self._run("set", lambda: self._set_chunked(key, item, encoded.payload), key=key)
 
     def delete(self, key: str) -> None:
         """Remove ``key`` (a chunked value's chunks too); deleting an absent key is not an error."""
@@ -207,12 +201,11 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
             condition = items.chunk_count.does_not_exist()
         raise_contended("set", pk, self.table_name)
 
-    def _set_chunked(
-        self, key: str, encoded: EncodedValue, *, now: int, ttl_seconds: float
-    ) -> None:
-        payload = encoded.payload
+    def _set_chunked(self, key: str, head: CacheItem, payload: bytes) -> None:
+        """Write ``payload`` as chunks, then ``head`` (the item built for the value, which
+        becomes the head naming them)."""
         version = uuid.uuid4().hex
-        expires = expiry_for_ttl(now, ttl_seconds)
+        expires = head.expires_at_ms_int
         pieces = [
             payload[start : start + CHUNK_PAYLOAD_BYTES]
             for start in range(0, len(payload), CHUNK_PAYLOAD_BYTES)
@@ -228,14 +221,11 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
                     data=piece,
                     expires_at_ms=expires,
                 )
+                attributes = chunk.serialize()
                 check_item_size(
-                    chunk.serialize(),
-                    limit_bytes=MAX_ITEM_BYTES,
-                    operation="set",
-                    table=self.table_name,
+                    attributes, limit_bytes=MAX_ITEM_BYTES, operation="set", table=self.table_name
                 )
-                batch.put(chunk)
-        head = self._items.build(self._namespace, key, encoded, now_ms=now, ttl_seconds=ttl_seconds)
+                batch.put_serialized(attributes)
         head.data = None
         head.chunk_count = len(pieces)
         head.version = version
