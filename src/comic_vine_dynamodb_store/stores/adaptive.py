@@ -54,7 +54,6 @@ from comic_vine_dynamodb_store.config import (
 from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import AdaptiveStats
 from comic_vine_dynamodb_store.models.base import ring_actions
-from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.adaptive_core import Capacity, Trend, validate_priority
 from comic_vine_dynamodb_store.stores.adaptive_state import (
     AdaptiveLayout,
@@ -69,7 +68,7 @@ from comic_vine_dynamodb_store.stores.adaptive_state import (
     wait_for,
     window_of_ring,
 )
-from comic_vine_dynamodb_store.stores.base import DynamoDBStore, PerResourceLimits
+from comic_vine_dynamodb_store.stores.base import DynamoDBStore, PerResourceLimits, refuse
 from comic_vine_dynamodb_store.stores.contracts import (
     AdaptiveStatus,
     Priority,
@@ -388,20 +387,15 @@ class DynamoDBAdaptiveRateLimitStore(
         state: AdaptiveState | None,
         now: int,
     ) -> bool:
-        signals.send(
-            signals.rate_limited,
+        return refuse(
             self,
-            lambda: signals.RateLimitedEvent(
-                store=self.store_name,
-                table=self.table_name,
-                resource=resource,
-                limit=config.limit,
-                window_ms=config.window_ms,
-                wait_ms=wait_for(state, layout, config.limit, priority, now),
-                priority=priority,
-            ),
+            store=self.store_name,
+            table=self.table_name,
+            resource=resource,
+            config=config,
+            wait_ms=lambda: wait_for(state, layout, config.limit, priority, now),
+            priority=priority,
         )
-        return False
 
     # -- state ---------------------------------------------------------------------------
 

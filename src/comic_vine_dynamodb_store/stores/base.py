@@ -21,12 +21,20 @@ from comic_vine_dynamodb_store.config import RateLimitConfig, RateLimitConfigs, 
 from comic_vine_dynamodb_store.errors import ConfigurationError, StoreClosedError
 from comic_vine_dynamodb_store.keys import health_probe_key, validate_key
 from comic_vine_dynamodb_store.models import StoreItem, TableBinding
+from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.resilience.breaker import CircuitBreakerStatus
 from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.resilience.pipeline import OperationPipeline
 from comic_vine_dynamodb_store.stores.contracts import HealthCheckResult
 
-__all__ = ["ClosingContext", "DynamoDBStore", "InMemoryStore", "PerResourceLimits", "PeriodicTask"]
+__all__ = [
+    "ClosingContext",
+    "DynamoDBStore",
+    "InMemoryStore",
+    "PerResourceLimits",
+    "PeriodicTask",
+    "refuse",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -287,3 +295,34 @@ class PerResourceLimits:
     def resource_configs(self) -> dict[str, RateLimitConfig]:
         """A copy of the per-resource overrides."""
         return self._configs.overrides()
+
+
+def refuse(
+    sender: object,
+    *,
+    store: str,
+    table: str,
+    resource: str,
+    config: RateLimitConfig,
+    wait_ms: Callable[[], int],
+    priority: str | None = None,
+) -> bool:
+    """Announce a refused admission on ``rate_limited`` and return False (the refusal).
+
+    ``wait_ms`` is called only when a receiver is connected, so a refusal nobody listens to
+    costs no wait computation.
+    """
+    signals.send(
+        signals.rate_limited,
+        sender,
+        lambda: signals.RateLimitedEvent(
+            store=store,
+            table=table,
+            resource=resource,
+            limit=config.limit,
+            window_ms=config.window_ms,
+            wait_ms=wait_ms(),
+            priority=priority,
+        ),
+    )
+    return False

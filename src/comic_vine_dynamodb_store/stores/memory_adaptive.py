@@ -44,14 +44,13 @@ from comic_vine_dynamodb_store.config import (
     RateLimitConfigs,
 )
 from comic_vine_dynamodb_store.keys import validate_key
-from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.adaptive_core import (
     Capacity,
     UserActivity,
     compute_capacity,
     validate_priority,
 )
-from comic_vine_dynamodb_store.stores.base import InMemoryStore, PerResourceLimits
+from comic_vine_dynamodb_store.stores.base import InMemoryStore, PerResourceLimits, refuse
 from comic_vine_dynamodb_store.stores.contracts import (
     AdaptiveStatus,
     Priority,
@@ -222,20 +221,15 @@ class InMemoryAdaptiveRateLimitStore(PerResourceLimits, InMemoryStore):
                 )
                 return True
             wait_ms = self._wait_ms(view, config, checked, now)
-        signals.send(
-            signals.rate_limited,
+        return refuse(
             self,
-            lambda: signals.RateLimitedEvent(
-                store=self.store_name,
-                table=self.table_name,
-                resource=resource,
-                limit=config.limit,
-                window_ms=config.window_ms,
-                wait_ms=wait_ms,
-                priority=checked,
-            ),
+            store=self.store_name,
+            table=self.table_name,
+            resource=resource,
+            config=config,
+            wait_ms=lambda: wait_ms,
+            priority=checked,
         )
-        return False
 
     def record(self, resource: str, priority: Priority = "background") -> None:
         """Count one request of ``priority`` whether or not the split has room for it."""

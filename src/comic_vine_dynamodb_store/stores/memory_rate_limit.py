@@ -39,8 +39,7 @@ from comic_vine_dynamodb_store.config import (
     RateLimitConfigs,
 )
 from comic_vine_dynamodb_store.keys import validate_key
-from comic_vine_dynamodb_store.observability import signals
-from comic_vine_dynamodb_store.stores.base import InMemoryStore, PerResourceLimits
+from comic_vine_dynamodb_store.stores.base import InMemoryStore, PerResourceLimits, refuse
 from comic_vine_dynamodb_store.stores.contracts import (
     RateLimitStats,
     RateLimitStatus,
@@ -118,19 +117,14 @@ class InMemoryRateLimitStore(PerResourceLimits, InMemoryStore):
                 self._writable_log(resource, config, log).add(now)
                 return True
             wait_ms = self._wait_ms(log, config, now)
-        signals.send(
-            signals.rate_limited,
+        return refuse(
             self,
-            lambda: signals.RateLimitedEvent(
-                store=self.store_name,
-                table=self.table_name,
-                resource=resource,
-                limit=config.limit,
-                window_ms=config.window_ms,
-                wait_ms=wait_ms,
-            ),
+            store=self.store_name,
+            table=self.table_name,
+            resource=resource,
+            config=config,
+            wait_ms=lambda: wait_ms,
         )
-        return False
 
     def record(self, resource: str) -> None:
         """Count one request whether or not the window has room."""

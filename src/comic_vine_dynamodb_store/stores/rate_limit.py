@@ -60,8 +60,7 @@ from comic_vine_dynamodb_store.config import (
 from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import RateLimitEvent
 from comic_vine_dynamodb_store.models.base import ring_actions
-from comic_vine_dynamodb_store.observability import signals
-from comic_vine_dynamodb_store.stores.base import DynamoDBStore, PerResourceLimits
+from comic_vine_dynamodb_store.stores.base import DynamoDBStore, PerResourceLimits, refuse
 from comic_vine_dynamodb_store.stores.contracts import RateLimitStats, RateLimitStatus
 from comic_vine_dynamodb_store.stores.rate_limit_core import (
     SliceLayout,
@@ -252,19 +251,14 @@ class DynamoDBRateLimitStore(PerResourceLimits, DynamoDBStore[RateLimitStoreOpti
         state: WindowState | None,
         now: int,
     ) -> bool:
-        signals.send(
-            signals.rate_limited,
+        return refuse(
             self,
-            lambda: signals.RateLimitedEvent(
-                store=self.store_name,
-                table=self.table_name,
-                resource=resource,
-                limit=config.limit,
-                window_ms=config.window_ms,
-                wait_ms=wait_ms(state, layout, config.limit, now),
-            ),
+            store=self.store_name,
+            table=self.table_name,
+            resource=resource,
+            config=config,
+            wait_ms=lambda: wait_ms(state, layout, config.limit, now),
         )
-        return False
 
     # -- state ---------------------------------------------------------------------------
 
