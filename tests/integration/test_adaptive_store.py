@@ -180,6 +180,8 @@ def test_a_write_costs_the_same_capacity_with_a_full_history_as_with_an_empty_on
         default_config={"limit": 100_000, "window_ms": MINUTE_MS},
         adaptive_config={"background_pause_on_increasing_trend": False},
     )
+    grid = AdaptiveStats.INDEX_GRID_MS
+    clock.advance(grid - clock.now_ms % grid)  # the test's minutes stay in one index step
     assert store.acquire("characters", "user")
     _, events = events_of(store, lambda: store.acquire("characters", "user"))
     empty = [e.consumed_capacity for e in events]
@@ -200,6 +202,33 @@ def test_a_write_costs_the_same_capacity_with_a_full_history_as_with_an_empty_on
     item = raw_item(raw, table_name, "characters")
     assert item is not None
     assert item_size(item) < 1024
+
+
+def test_the_index_expiry_moves_once_per_step_and_only_that_write_costs_one_unit_more(
+    make_store: MakeStore, raw: Any, table_name: str, clock: FakeClock
+) -> None:
+    store = make_store(default_config={"limit": 100_000, "window_ms": MINUTE_MS})
+    grid = AdaptiveStats.INDEX_GRID_MS
+    clock.advance(grid - clock.now_ms % grid + 1)  # just after a step starts
+    assert store.acquire("characters", "user")
+    _, events = events_of(store, lambda: store.acquire("characters", "user"))
+    [same_step] = [e.consumed_capacity for e in events]
+    costs: list[float] = []
+    keys: set[str] = set()
+    for _ in range(grid // MINUTE_MS):  # a whole step, a minute at a time
+        clock.advance(MINUTE_MS)
+        _, events = events_of(store, lambda: store.acquire("characters", "user"))
+        costs += [e.consumed_capacity for e in events]
+        item = raw_item(raw, table_name, "characters")
+        assert item is not None
+        keys.add(item["GSI1SK"]["S"])
+        exact = int(item["ExpiresAt"]["N"])
+        indexed = int(item["GSI1SK"]["S"])
+        assert exact <= indexed < exact + grid  # found by cleanup after, never before, expiry
+        assert exact <= int(item["TTL"]["N"]) * 1000 < exact + grid + 1000
+    # Every write moved ExpiresAt; the index key moved once, and only that write paid for it.
+    assert len(keys) == 2
+    assert sorted(costs) == [same_step] * (len(costs) - 1) + [same_step + 1]
 
 
 # --------------------------------------------------------------------------- admission

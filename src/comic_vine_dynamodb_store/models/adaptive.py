@@ -39,6 +39,7 @@ class AdaptiveStats(StoreItem):
     """
 
     entity = Entity.ADAPTIVE
+    INDEX_GRID_MS = 3_600_000  # the index key moves once an hour, not at every slice
     STATS_SORT_KEY = "STATS"
 
     window_ms = NumberAttribute(attr_name="WindowMs")

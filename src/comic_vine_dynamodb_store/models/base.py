@@ -75,6 +75,8 @@ class StoreItem(Model):
     """Base of the four entities: the table's keys, GSI1 and exact expiry."""
 
     entity: ClassVar[Entity]
+    INDEX_GRID_MS: ClassVar[int] = 1
+    """The step ``TTL`` and ``GSI1SK`` round the expiry up to (see :func:`index_expiry_ms`)."""
 
     pk = UnicodeAttribute(hash_key=True, attr_name="PK")
     sk = UnicodeAttribute(range_key=True, attr_name="SK")
@@ -88,18 +90,27 @@ class StoreItem(Model):
     def index_under(self, namespace: str) -> None:
         """Place the item in its GSI1 shard, so store-wide operations find it."""
         self.gsi1pk = gsi1_partition_key(self.entity, namespace, shard_of(self.pk))
-        self.gsi1sk = expiry_sort_key(self.expires_at_ms_int)
+        self.gsi1sk = self._index_sort_key(self.expires_at_ms_int)
 
     def set_expiry(self, expires_at_ms: int | None) -> None:
-        """Expire the item at ``expires_at_ms`` (epoch ms), or never with ``None``."""
+        """Expire the item at ``expires_at_ms`` (epoch ms), or never with ``None``.
+
+        ``TTL`` and ``GSI1SK`` take the expiry rounded up to the entity's ``INDEX_GRID_MS``
+        (see :func:`index_expiry_ms`); ``ExpiresAt`` keeps it exact.
+        """
         self.expires_at_ms = expires_at_ms
         if expires_at_ms is None:
             self.ttl = None
         else:
-            # Rounded up: the reaper must never delete an item that is still live.
-            self.ttl = datetime.fromtimestamp(math.ceil(expires_at_ms / 1000), tz=UTC)
+            self.ttl = ttl_of(index_expiry_ms(expires_at_ms, self.INDEX_GRID_MS))
         if self.gsi1pk is not None:
-            self.gsi1sk = expiry_sort_key(expires_at_ms)
+            self.gsi1sk = self._index_sort_key(expires_at_ms)
+
+    @classmethod
+    def _index_sort_key(cls, expires_at_ms: int | None) -> str:
+        if expires_at_ms is None:
+            return expiry_sort_key(None)
+        return expiry_sort_key(index_expiry_ms(expires_at_ms, cls.INDEX_GRID_MS))
 
     @property
     def expires_at_ms_int(self) -> int | None:
@@ -279,16 +290,63 @@ class StoreItem(Model):
         """
         if live_at_ms is not None and expired_at_ms is not None:
             raise ValueError("pass live_at_ms or expired_at_ms, not both")
+        condition: Condition | None = None
+        exact: Condition | None = None
+        if expired_at_ms is not None:
+            # Index expiries are rounded up to the grid: the range reaches the end of the
+            # current step, and a filter on the exact expiry drops what has not expired yet.
+            condition = cls.gsi1sk <= cls._index_sort_key(expired_at_ms)
+            if cls.INDEX_GRID_MS > 1:
+                exact = cls.expires_at_ms <= expired_at_ms
+        elif live_at_ms is not None:
+            condition = cls.gsi1sk > expiry_sort_key(live_at_ms)
         for partition in gsi1_partition_keys(cls.entity, namespace):
-            if expired_at_ms is not None:
-                condition: Condition | None = cls.gsi1sk <= expiry_sort_key(expired_at_ms)
-            elif live_at_ms is not None:
-                condition = cls.gsi1sk > expiry_sort_key(live_at_ms)
-            else:
-                condition = None
             # The index is bound to this class (see binding), so it yields instances of it.
-            results = cls.gsi1.query(partition, range_key_condition=condition, page_size=page_size)
+            results = cls.gsi1.query(
+                partition,
+                range_key_condition=condition,
+                filter_condition=exact,
+                page_size=page_size,
+            )
             yield from cast("Iterator[Self]", results)
+
+
+def index_expiry_ms(expires_at_ms: int, grid_ms: int = 1) -> int:
+    """The expiry ``TTL`` and ``GSI1SK`` carry: ``expires_at_ms`` rounded *up* to ``grid_ms``.
+
+    Why a grid: ``GSI1SK`` is a key of the index, and a write that changes an index key costs
+    the index a delete and a put (one more write unit) instead of an update. A counter item
+    whose exact expiry moves on at every slice keeps its index key for a whole grid step this
+    way. Rounding up is safe: cleanup and the reaper only find the item later, never before
+    ``ExpiresAt``, which stays exact and is what every read and condition compares.
+    """
+    if grid_ms < 1:
+        raise ValueError("grid_ms must be at least 1")
+    return -(-expires_at_ms // grid_ms) * grid_ms
+
+
+def ttl_of(expires_at_ms: int) -> datetime:
+    """``TTL`` for an expiry: whole seconds rounded up, so the reaper never deletes a live item."""
+    return datetime.fromtimestamp(math.ceil(expires_at_ms / 1000), tz=UTC)
+
+
+def expiry_actions(
+    model: type[StoreItem], expires_at_ms: int, *, moved_from_ms: int | None
+) -> list[Action]:
+    """Actions moving an item's expiry from ``moved_from_ms`` to ``expires_at_ms``.
+
+    ``ExpiresAt`` is always set; ``TTL`` and ``GSI1SK`` only when the grid step changes, so the
+    index key of a counter item moves once per ``INDEX_GRID_MS`` rather than at every write.
+    """
+    grid_ms = model.INDEX_GRID_MS
+    actions: list[Action] = [model.expires_at_ms.set(expires_at_ms)]
+    indexed = index_expiry_ms(expires_at_ms, grid_ms)
+    if moved_from_ms is None or index_expiry_ms(moved_from_ms, grid_ms) != indexed:
+        actions += [
+            model.ttl.set(ttl_of(indexed)),
+            model.gsi1sk.set(expiry_sort_key(indexed)),
+        ]
+    return actions
 
 
 def ring_actions(

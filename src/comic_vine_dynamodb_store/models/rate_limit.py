@@ -31,6 +31,7 @@ class RateLimitEvent(StoreItem):
     """
 
     entity = Entity.RATE_LIMIT
+    INDEX_GRID_MS = 3_600_000  # the index key moves once an hour, not at every slice
     WINDOW_SORT_KEY = "WINDOW"
 
     window_ms = NumberAttribute(attr_name="WindowMs")

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
@@ -51,9 +50,9 @@ from comic_vine_dynamodb_store.config import (
     RateLimitConfig,
     RateLimitConfigs,
 )
-from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
+from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.models import AdaptiveStats
-from comic_vine_dynamodb_store.models.base import ring_actions
+from comic_vine_dynamodb_store.models.base import expiry_actions, ring_actions
 from comic_vine_dynamodb_store.stores.adaptive_core import Capacity, Trend, validate_priority
 from comic_vine_dynamodb_store.stores.adaptive_state import (
     AdaptiveLayout,
@@ -295,7 +294,11 @@ class DynamoDBAdaptiveRateLimitStore(
         if counts:
             expires = after.expires_at_ms(layout)
             if stored.expires_at_ms is None or expires > stored.expires_at_ms:
-                actions += _expiry_actions(items, expires)
+                actions += expiry_actions(
+                    items,
+                    expires,
+                    moved_from_ms=stored.expires_at_ms,
+                )
         stored_split = current.capacity
         if decision.recomputed and stored_split is not None:
             actions += _capacity_actions(items, stored_split)
@@ -558,15 +561,6 @@ def _ring_actions(
         to_slice=after.current_slice,
         to_count=after.current,
     )
-
-
-def _expiry_actions(items: Any, expires_at_ms: int) -> list[Any]:
-    """Actions moving the item's expiry (exact, reaper's and index's) to ``expires_at_ms``."""
-    return [
-        items.expires_at_ms.set(expires_at_ms),
-        items.ttl.set(datetime.fromtimestamp(math.ceil(expires_at_ms / 1000), tz=UTC)),
-        items.gsi1sk.set(expiry_sort_key(expires_at_ms)),
-    ]
 
 
 def _capacity_actions(items: Any, stored: StoredCapacity) -> list[Any]:

@@ -57,9 +57,9 @@ from comic_vine_dynamodb_store.config import (
     RateLimitConfigs,
     RateLimitStoreOptions,
 )
-from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
+from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.models import RateLimitEvent
-from comic_vine_dynamodb_store.models.base import ring_actions
+from comic_vine_dynamodb_store.models.base import expiry_actions, ring_actions
 from comic_vine_dynamodb_store.stores.base import DynamoDBStore, PerResourceLimits, refuse
 from comic_vine_dynamodb_store.stores.contracts import RateLimitStats, RateLimitStatus
 from comic_vine_dynamodb_store.stores.rate_limit_core import (
@@ -224,13 +224,12 @@ class DynamoDBRateLimitStore(PerResourceLimits, DynamoDBStore[RateLimitStoreOpti
             to_count=after.current,
         )
         if after.current_slice != before.current_slice:
-            expires = _window_expiry(layout, after)
-            actions += [
-                windows.current_slice.set(after.current_slice),
-                windows.expires_at_ms.set(expires),
-                windows.ttl.set(datetime.fromtimestamp(-(-expires // 1000), tz=UTC)),
-                windows.gsi1sk.set(expiry_sort_key(expires)),
-            ]
+            actions.append(windows.current_slice.set(after.current_slice))
+            actions += expiry_actions(
+                windows,
+                _window_expiry(layout, after),
+                moved_from_ms=_window_expiry(layout, before),
+            )
         return {"actions": actions, "condition": condition}
 
     def _replaceable(self, layout: SliceLayout, now: int) -> Condition:
