@@ -11,6 +11,9 @@ was running); the payload is one frozen dataclass passed as ``event=``::
     def on_operation(sender, event):
         print(event.store, event.operation, event.duration_ms, event.outcome)
 
+Every payload is built at the moment its signal is sent, so ``OperationEvent.correlation_id``
+names the correlation (see ``Monitor.start_correlation``) the operation ran in.
+
 Two rules every sender follows (see :func:`send`):
 
 * no payload is built when nobody listens (``if signal.receivers``), so an unobserved store
@@ -34,6 +37,20 @@ signal                      payload                fires
                                                      half-open
 ``request_retried``         :class:`RetryEvent`    botocore is about to retry a request
                                                      (throttling, 5xx, connection, timeout)
+``health_checked``          :class:`HealthEvent`   a health check's DynamoDB round trip
+                                                     ended (its sender is the store checked)
+==========================  =====================  ==========================================
+
+:class:`~comic_vine_dynamodb_store.observability.monitor.Monitor` sends two more; their sender
+is the monitor:
+
+==========================  =====================  ==========================================
+signal                      payload                fires
+==========================  =====================  ==========================================
+``metric_recorded``         :class:`MetricEvent`   ``record_metric`` was called (a custom
+                                                     metric, forwarded by every metrics handler)
+``correlation_ended``       :class:`CorrelationEvent`  ``end_correlation`` closed a correlation
+                                                     (``monitor_operation`` ends one per call)
 ==========================  =====================  ==========================================
 
 The client flow (:mod:`comic_vine_dynamodb_store.client`) sends its own signals, all with a
@@ -74,7 +91,12 @@ __all__ = [
     "CacheEvent",
     "CircuitEvent",
     "ClientEvent",
+    "ClientStore",
+    "CorrelationEvent",
+    "HealthEvent",
+    "MetricEvent",
     "OperationEvent",
+    "Outcome",
     "RateLimitedEvent",
     "RetryEvent",
     "cache_decode_error",
@@ -89,6 +111,9 @@ __all__ = [
     "client_store_unavailable",
     "client_upstream_call",
     "client_upstream_status",
+    "correlation_ended",
+    "health_checked",
+    "metric_recorded",
     "operation_completed",
     "rate_limited",
     "request_retried",
@@ -115,6 +140,15 @@ circuit_state_changed = namespace.signal(
 )
 request_retried = namespace.signal(
     "request-retried", doc="A DynamoDB request is about to be retried (RetryEvent)."
+)
+health_checked = namespace.signal(
+    "health-checked", doc="A health check's DynamoDB round trip ended (HealthEvent)."
+)
+metric_recorded = namespace.signal(
+    "metric-recorded", doc="A custom metric was recorded through a Monitor (MetricEvent)."
+)
+correlation_ended = namespace.signal(
+    "correlation-ended", doc="A Monitor correlation ended (CorrelationEvent)."
 )
 client_cache_hit = namespace.signal(
     "client-cache-hit", doc="A GET/HEAD was answered from the cache (ClientEvent)."
@@ -149,6 +183,9 @@ ALL_SIGNALS: tuple[NamedSignal, ...] = (
     rate_limited,
     circuit_state_changed,
     request_retried,
+    health_checked,
+    metric_recorded,
+    correlation_ended,
     client_cache_hit,
     client_cache_miss,
     client_dedupe_joined,
@@ -169,6 +206,7 @@ class OperationEvent:
     ``outcome`` is ``success``, ``error`` (DynamoDB or the transport failed) or ``rejected``
     (the circuit breaker refused it: no request was sent). ``requests`` counts HTTP requests
     sent, retries included; ``consumed_capacity`` sums the capacity units DynamoDB reported.
+    ``correlation_id`` is the correlation the call ran in, if any.
     """
 
     store: str
@@ -182,6 +220,7 @@ class OperationEvent:
     consumed_capacity: float
     error: BaseException | None = None
     request_id: str | None = None
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +268,42 @@ class RetryEvent:
     attempt: int
     error_code: str
     delay_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent:
+    """One health check of ``store``: a DynamoDB round trip that took ``latency_ms``."""
+
+    store: str
+    table: str
+    healthy: bool
+    latency_ms: float
+    checked_at_ms: int
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricEvent:
+    """A custom metric: ``value`` in CloudWatch ``unit``, with ``dimensions``."""
+
+    name: str
+    value: float
+    unit: str
+    timestamp_ms: int
+    dimensions: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationEvent:
+    """A correlation that ran for ``duration_ms`` and ended in ``success`` (or ``error``)."""
+
+    correlation_id: str
+    operation: str
+    duration_ms: float
+    success: bool
+    metadata: tuple[tuple[str, str], ...] = ()
+    parent_id: str | None = None
+    error: BaseException | None = None
 
 
 ClientStore = Literal["cache", "dedupe", "rate_limit"]

@@ -16,6 +16,7 @@ multi-request operation such as ``clear``); everything else in the store is pure
 from __future__ import annotations
 
 import functools
+import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -24,6 +25,7 @@ from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import StoreOptions
 from comic_vine_dynamodb_store.errors import CircuitBreakerOpenError
 from comic_vine_dynamodb_store.observability import signals
+from comic_vine_dynamodb_store.observability.context import current_correlation_id
 from comic_vine_dynamodb_store.resilience.breaker import (
     BreakerState,
     CircuitBreaker,
@@ -58,6 +60,9 @@ class OperationPipeline:
         self.table = options.table_name
         self._sender = sender if sender is not None else self
         self._timeout_s = options.circuit_breaker.timeout_ms / 1000
+        performance = options.monitoring.performance
+        self._sampling_rate = performance.sampling_rate if performance.enabled else 0.0
+        self._sampler = random.Random()
         settings = options.circuit_breaker
         self.breaker = CircuitBreaker(
             failure_threshold=settings.failure_threshold,
@@ -140,6 +145,14 @@ class OperationPipeline:
         outcome: signals.Outcome,
         error: BaseException | None,
     ) -> None:
+        # ``monitoring.performance``: the share of operations reported (drawn only when
+        # someone listens and the share is partial).
+        if (
+            self._sampling_rate < 1.0
+            and signals.operation_completed.receivers
+            and self._sampler.random() >= self._sampling_rate
+        ):
+            return
         signals.send(
             signals.operation_completed,
             self._sender,
@@ -155,6 +168,7 @@ class OperationPipeline:
                 consumed_capacity=meter.consumed_capacity,
                 error=error,
                 request_id=meter.request_id,
+                correlation_id=current_correlation_id(),
             ),
         )
 

@@ -22,6 +22,8 @@ from comic_vine_dynamodb_store.errors import ConfigurationError, StoreClosedErro
 from comic_vine_dynamodb_store.keys import health_probe_key, validate_key
 from comic_vine_dynamodb_store.models import StoreItem, TableBinding
 from comic_vine_dynamodb_store.observability import signals
+from comic_vine_dynamodb_store.observability.handlers.base import SignalHandler
+from comic_vine_dynamodb_store.observability.handlers.logging_handler import LoggingHandler
 from comic_vine_dynamodb_store.resilience.breaker import CircuitBreakerStatus
 from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.resilience.pipeline import OperationPipeline
@@ -122,6 +124,31 @@ class DynamoDBStore(ClosingContext, Generic[OptionsT]):
         self._closed = False
         self._close_lock = threading.Lock()
         self._background: list[PeriodicTask] = []
+        self._handlers: list[SignalHandler] = []
+        self._monitor_from_options()
+
+    def _monitor_from_options(self) -> None:
+        """Connect what ``monitoring`` asks for to this store's signals.
+
+        Logging and the CloudWatch publisher are per store (``sender=self``), so closing the
+        store disconnects them; health checks run on a daemon thread ``close`` stops.
+        """
+        monitoring = self.options.monitoring
+        if monitoring.logging.enabled:
+            self._handlers.append(LoggingHandler(monitoring.logging.level).connect(sender=self))
+        if monitoring.cloud_watch.enabled:
+            from comic_vine_dynamodb_store.observability.handlers.cloudwatch import (  # noqa: PLC0415 - only for stores that publish
+                CloudWatchMetricsPublisher,
+            )
+
+            publisher = CloudWatchMetricsPublisher.from_options(
+                monitoring.cloud_watch, session=self.options.client
+            )
+            self._handlers.append(publisher.connect(sender=self))
+        if monitoring.health_checks.enabled:
+            self._start_background(
+                "health-check", monitoring.health_checks.interval_ms, self.health_check
+            )
 
     # -- plumbing for subclasses -------------------------------------------------------------
 
@@ -201,16 +228,22 @@ class DynamoDBStore(ClosingContext, Generic[OptionsT]):
         probe_pk = health_probe_key(model.entity, self._namespace)
         started = time.perf_counter()
         error: str | None = None
+        failure: BaseException | None = None
         try:
             self._run("health_check", lambda: model.get_live(probe_pk, "HEALTH"))
         except Exception as exc:
+            failure = exc
             error = f"{type(exc).__name__}: {exc}"
-        return HealthCheckResult(
+        result = HealthCheckResult(
             healthy=error is None,
             latency_ms=(time.perf_counter() - started) * 1000,
             circuit_state=self._pipeline.status().state.value,
             error=error,
         )
+        announce_health(
+            self, self.store_name, self.table_name, result, now_ms=self._now_ms(), error=failure
+        )
+        return result
 
     def close(self) -> None:
         """Stop background work; later calls raise :class:`StoreClosedError`. Idempotent.
@@ -224,6 +257,8 @@ class DynamoDBStore(ClosingContext, Generic[OptionsT]):
             self._closed = True
         for task in self._background:
             task.stop()
+        for handler in self._handlers:
+            handler.close()
 
 
 class InMemoryStore(ClosingContext):
@@ -259,16 +294,22 @@ class InMemoryStore(ClosingContext):
         """
         started = time.perf_counter()
         error: str | None = None
+        failure: BaseException | None = None
         try:
             self._check_open("health_check")
         except StoreClosedError as exc:
+            failure = exc
             error = f"{type(exc).__name__}: {exc}"
-        return HealthCheckResult(
+        result = HealthCheckResult(
             healthy=error is None,
             latency_ms=(time.perf_counter() - started) * 1000,
             circuit_state="closed",
             error=error,
         )
+        announce_health(
+            self, self.store_name, self.table_name, result, now_ms=system_clock_ms(), error=failure
+        )
+        return result
 
 
 class PerResourceLimits:
@@ -295,6 +336,31 @@ class PerResourceLimits:
     def resource_configs(self) -> dict[str, RateLimitConfig]:
         """A copy of the per-resource overrides."""
         return self._configs.overrides()
+
+
+def announce_health(
+    sender: object,
+    /,
+    store: str,
+    table: str,
+    result: HealthCheckResult,
+    *,
+    now_ms: int,
+    error: BaseException | None,
+) -> None:
+    """Send a health check's result on ``health_checked``."""
+    signals.send(
+        signals.health_checked,
+        sender,
+        lambda: signals.HealthEvent(
+            store=store,
+            table=table,
+            healthy=result.healthy,
+            latency_ms=result.latency_ms,
+            checked_at_ms=now_ms,
+            error=error,
+        ),
+    )
 
 
 def refuse(

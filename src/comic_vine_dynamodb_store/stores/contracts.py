@@ -51,6 +51,11 @@ class HealthCheckResult:
     circuit_state: str
     error: str | None = None
 
+    @property
+    def success(self) -> bool:
+        """``healthy``, under the original's name."""
+        return self.healthy
+
 
 @dataclass(frozen=True, slots=True)
 class Registration:
