@@ -54,39 +54,54 @@ def test_records_carry_every_payload_field_and_reserved_names_are_prefixed(
     assert second.event_name == "hits"  # type: ignore[attr-defined]
 
 
-def test_failures_warn_with_the_error_as_text(caplog: pytest.LogCaptureFixture) -> None:
+def test_at_info_only_what_needs_attention_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     sender = object()
     boom = RuntimeError("boom")
     with (
         LoggingHandler("info").connect(sender=sender),
         caplog.at_level(logging.DEBUG, EVENT_LOGGER),
     ):
-        signals.send(signals.operation_completed, sender, operation)  # success: debug, dropped
         signals.send(signals.operation_completed, sender, lambda: operation("error", error=boom))
         signals.send(
             signals.circuit_state_changed,
             sender,
             lambda: signals.CircuitEvent("cache", "t", "closed", "open", 5),
         )
+        signals.send(
+            signals.request_retried,
+            sender,
+            lambda: signals.RetryEvent("cache", "get", "t", 1, "ThrottlingException", 50.0),
+        )
+        signals.send(
+            signals.health_checked,
+            sender,
+            lambda: signals.HealthEvent("cache", "t", False, 3.0, 1, error=boom),
+        )
     assert [(r.levelno, r.getMessage().split()[0]) for r in caplog.records] == [
-        (logging.WARNING, "operation-completed"),
         (logging.WARNING, "circuit-state-changed"),
+        (logging.INFO, "request-retried"),
+        (logging.WARNING, "health-checked"),
     ]
-    assert caplog.records[0].error == "RuntimeError: boom"  # type: ignore[attr-defined]
+    assert caplog.records[2].error == "RuntimeError: boom"  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(
-    ("level", "hot_path_connected"),
-    [("debug", True), ("info", True), ("warning", True), ("error", False)],
-)
-def test_the_handler_connects_only_to_signals_that_can_reach_its_level(
-    level: str, hot_path_connected: bool
-) -> None:
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
+def test_the_handler_connects_only_to_signals_that_can_reach_its_level(level: str) -> None:
     handler = LoggingHandler(level)
-    # cache hits only ever log at debug: above debug nobody builds their payload.
-    assert (signals.cache_hit in handler.signals) == (level == "debug")
-    assert (signals.operation_completed in handler.signals) == hot_path_connected
+    # The hot path only ever logs at debug: above debug nobody builds its payloads.
+    for hot in (signals.operation_completed, signals.cache_hit, signals.rate_limited):
+        assert (hot in handler.signals) == (level == "debug")
+    assert (signals.request_retried in handler.signals) == (level in {"debug", "info"})
     assert (signals.client_store_unavailable in handler.signals) == (level != "error")
+
+
+def test_a_default_store_has_no_receiver_on_its_hot_path(
+    make_cache_store: Callable[..., DynamoDBCacheStore[Any]],
+) -> None:
+    store = make_cache_store()  # monitoring.logging: enabled, info
+    for hot in (signals.operation_completed, signals.cache_hit, signals.cache_miss):
+        assert not any(True for _ in hot.receivers_for(store))
+    assert any(True for _ in signals.circuit_state_changed.receivers_for(store))
 
 
 def test_an_unknown_level_is_refused() -> None:

@@ -1,10 +1,13 @@
 """Signals as log records, with each payload field as a structured ``extra`` field.
 
-Each signal has a level (failures and state changes warn, routine steps are debug). The
-handler connects only to the signals that can reach its level, so at the default ``info`` a
-store's hot path (every operation, every cache hit and miss) has no receiver and builds no
-payload; only rare events (refusals, retries, circuit changes, failed health checks,
-unavailable stores) are logged. At ``debug`` everything is.
+Each signal has a level: what needs attention warns (the circuit opening, a failed health
+check, an undecodable cache value, a store the client flow had to serve around), what is rare
+but expected is info (a retry, a 420/429 waited out, the circuit closing), and the routine flow
+is debug: every operation, hit, miss and refusal. A failed operation is debug too, because
+its caller already gets a typed exception.
+
+The handler connects only to the signals that can reach its level, so at the default ``info``
+a store's hot path has no receiver and builds no payload. At ``debug`` everything is logged.
 """
 
 from __future__ import annotations
@@ -38,10 +41,6 @@ _RESERVED: Final = frozenset(
 )
 
 
-def _operation_level(event: signals.OperationEvent) -> int:
-    return logging.DEBUG if event.outcome == "success" else logging.WARNING
-
-
 def _circuit_level(event: signals.CircuitEvent) -> int:
     return logging.WARNING if event.state == "open" else logging.INFO
 
@@ -56,11 +55,11 @@ def _fixed(level: int) -> Callable[[Any], int]:
 
 # (highest level the signal can log at, level of one event)
 _LEVELS: Final[Mapping[NamedSignal, tuple[int, Callable[[Any], int]]]] = {
-    signals.operation_completed: (logging.WARNING, _operation_level),
+    signals.operation_completed: (logging.DEBUG, _fixed(logging.DEBUG)),
     signals.cache_hit: (logging.DEBUG, _fixed(logging.DEBUG)),
     signals.cache_miss: (logging.DEBUG, _fixed(logging.DEBUG)),
     signals.cache_decode_error: (logging.WARNING, _fixed(logging.WARNING)),
-    signals.rate_limited: (logging.INFO, _fixed(logging.INFO)),
+    signals.rate_limited: (logging.DEBUG, _fixed(logging.DEBUG)),
     signals.circuit_state_changed: (logging.WARNING, _circuit_level),
     signals.request_retried: (logging.INFO, _fixed(logging.INFO)),
     signals.health_checked: (logging.WARNING, _health_level),
