@@ -70,6 +70,9 @@ STANDARD_UNITS: Final = frozenset(
 )
 """CloudWatch's ``StandardUnit`` values: what ``Monitor.record_metric`` accepts."""
 
+UNKNOWN: Final = "unknown"
+"""A dimension's value when the event does not know it (dimension values cannot be empty)."""
+
 THROTTLING_CODES: Final = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -354,7 +357,8 @@ def _circuit(event: signals.CircuitEvent, now: int) -> list[Metric]:
 
 
 def _retry(event: signals.RetryEvent, now: int) -> list[Metric]:
-    dims = (("TableName", event.table or ""), ("Store", event.store or ""))
+    # A request retried outside any store operation has neither: CloudWatch needs a value.
+    dims = (("TableName", event.table or UNKNOWN), ("Store", event.store or UNKNOWN))
     throttled = float(event.error_code in THROTTLING_CODES)
     return [
         Metric("Retries", 1, "Count", dims, now),
@@ -410,7 +414,7 @@ def _upstream(event: signals.ClientEvent, now: int) -> list[Metric]:
 
 
 def _unavailable(event: signals.ClientEvent, now: int) -> list[Metric]:
-    dims = (*_client_dims(event), ("Store", event.store or ""))
+    dims = (*_client_dims(event), ("Store", event.store or UNKNOWN))
     return [Metric("ClientStoreUnavailable", 1, "Count", dims, now)]
 
 
