@@ -1,5 +1,6 @@
 """Every bench against one DynamoDB Local: what each store call costs in DynamoDB requests and
-capacity, and the throughput of the store against raw botocore, as two tables and one JSON file.
+capacity, the throughput of the store against raw botocore, and what observability costs a store
+call, as three tables and one JSON file.
 
 A measurement, not a test: it prints what it measured and exits 0, even when a bench fails (the
 failure is printed and recorded in the results). One DynamoDB Local
@@ -13,9 +14,13 @@ the ``operation_completed`` events of a ``DynamoDBCacheStore``.
 The results are normalised into one structure, written to ``bench/results.json`` (``--out``):
 ``generated_at``, ``dynamodb_local``, ``python``, ``costs`` (``store``, ``operation``,
 ``case``, ``requests_per_call``, ``capacity_per_call``) and ``throughput`` (``store``,
-``operation``, ``store_ops_s``, ``raw_ops_s``, ``ratio``), plus ``platform``, ``quick``,
-``total_seconds`` and ``failures``. The docs' cost page is generated from that file
-(``docs/hooks/costs.py``).
+``operation``, ``store_ops_s``, ``raw_ops_s``, ``ratio``), ``observability`` (``variants``:
+``name``, ``ops_s``, ``cpu_us_per_call``, ``ratio_ops``, ``extra_cpu_us_per_call``,
+``dispatch_us_per_call``; then
+``send_ns_no_receiver``, ``send_ns_noop_receiver``, ``published_calls``,
+``cloudwatch_requests``, ``cloudwatch_data``, ``rounds``, ``seconds``; absent when that bench
+failed), plus ``platform``, ``quick``, ``total_seconds`` and ``failures``. The docs' cost
+tables are generated from that file (``docs/hooks/costs.py``).
 
     .venv/bin/python bench/run_all.py [--quick] [--out PATH] [--plot PATH] [--[no-]docker]
 """
@@ -85,12 +90,37 @@ class ThroughputRow(TypedDict):
     ratio: float
 
 
+class ObservabilityRow(TypedDict):
+    """A cache get with one kind of receiver on its store, against the one with none."""
+
+    name: str
+    ops_s: float
+    cpu_us_per_call: float
+    ratio_ops: float
+    extra_cpu_us_per_call: float
+    dispatch_us_per_call: float
+
+
+class Observability(TypedDict):
+    """What observability costs a store call (``bench_observability.py``)."""
+
+    variants: list[ObservabilityRow]
+    send_ns_no_receiver: float
+    send_ns_noop_receiver: float
+    published_calls: int
+    cloudwatch_requests: int
+    cloudwatch_data: int
+    rounds: int
+    seconds: float
+
+
 @dataclass(slots=True)
 class Collected:
     """Everything measured so far, and what failed."""
 
     costs: list[CostRow] = field(default_factory=list)
     throughput: list[ThroughputRow] = field(default_factory=list)
+    observability: Observability | None = None
     failures: list[str] = field(default_factory=list)
 
 
@@ -244,6 +274,70 @@ def normalise_client(report: dict[str, Any], into: Collected) -> None:
     )
 
 
+OBSERVABILITY_BASE = "0 receivers"
+"""The variant every other one is compared with."""
+
+
+def _finite(value: Any, what: str, problems: list[str]) -> float:
+    """``value`` as a float; a problem is recorded when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        problems.append(f"{what} is {value!r}, not a finite number")
+        return math.nan
+    return float(value)
+
+
+def _count(value: Any, what: str, problems: list[str]) -> int:
+    """``value`` as an int; a problem is recorded when it is not a count."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        problems.append(f"{what} is {value!r}, not a count")
+        return 0
+    return value
+
+
+def normalise_observability(report: dict[str, Any], into: Collected) -> None:
+    """The figures as the script reported them, kept only when they make sense: a
+    ``0 receivers`` row with a ratio of 1 and nothing but finite numbers (else a failure)."""
+    problems: list[str] = []
+    variants = []
+    for r in report["variants"]:
+        name = str(r["name"])
+        variants.append(
+            ObservabilityRow(
+                name=name,
+                ops_s=_finite(r["ops_s"], f"{name}: ops_s", problems),
+                cpu_us_per_call=_finite(r["cpu_us_per_call"], f"{name}: cpu_us_per_call", problems),
+                ratio_ops=_finite(r["ratio_ops"], f"{name}: ratio_ops", problems),
+                extra_cpu_us_per_call=_finite(
+                    r["extra_cpu_us_per_call"], f"{name}: extra_cpu_us_per_call", problems
+                ),
+                dispatch_us_per_call=_finite(
+                    r["dispatch_us_per_call"], f"{name}: dispatch_us_per_call", problems
+                ),
+            )
+        )
+    base = [v for v in variants if v["name"] == OBSERVABILITY_BASE]
+    if not base:
+        problems.append(f"no {OBSERVABILITY_BASE!r} row")
+    elif base[0]["ratio_ops"] != 1.0:
+        problems.append(f"{OBSERVABILITY_BASE!r} has a ratio of {base[0]['ratio_ops']!r}, not 1")
+    observability = Observability(
+        variants=variants,
+        send_ns_no_receiver=_finite(report["send_ns_no_receiver"], "send_ns_no_receiver", problems),
+        send_ns_noop_receiver=_finite(
+            report["send_ns_noop_receiver"], "send_ns_noop_receiver", problems
+        ),
+        published_calls=_count(report["published_calls"], "published_calls", problems),
+        cloudwatch_requests=_count(report["cloudwatch_requests"], "cloudwatch_requests", problems),
+        cloudwatch_data=_count(report["cloudwatch_data"], "cloudwatch_data", problems),
+        rounds=_count(report["rounds"], "rounds", problems),
+        seconds=_finite(report["seconds"], "seconds", problems),
+    )
+    if problems:
+        into.failures.append(f"observability: {'; '.join(problems)} (figures left out)")
+        return
+    into.observability = observability
+
+
 @dataclass(frozen=True, slots=True)
 class Bench:
     """A bench script, its arguments for a quick run, and how its JSON is normalised."""
@@ -272,6 +366,12 @@ BENCHES = (
         "bench_client.py",
         ("--calls", "20", "--joins", "5", *QUICK_TIMING),
         normalise_client,
+    ),
+    Bench(
+        "observability",
+        "bench_observability.py",
+        ("--seconds", "3", "--rounds", "3"),
+        normalise_observability,
     ),
 )
 
@@ -309,6 +409,8 @@ def run_bench(bench: Bench, endpoint: str, *, quick: bool, into: Collected) -> N
         return
     into.costs.extend(rows.costs)
     into.throughput.extend(rows.throughput)
+    if rows.observability is not None:
+        into.observability = rows.observability
     into.failures.extend(rows.failures)
     progress(f"{bench.name}: done in {time.perf_counter() - started:.1f} s")
 
@@ -510,6 +612,31 @@ def throughput_table(rows: list[ThroughputRow]) -> list[str]:
     )
 
 
+def observability_lines(o: Observability) -> list[str]:
+    table = common.table_lines(
+        ("variant", "ops/s", "vs 0 receivers", "CPU us/call", "extra CPU us/call", "events us"),
+        [
+            (
+                v["name"],
+                f"{v['ops_s']:.0f}",
+                f"{v['ratio_ops']:.3f}",
+                f"{v['cpu_us_per_call']:.1f}",
+                f"{v['extra_cpu_us_per_call']:+.1f}",
+                f"{v['dispatch_us_per_call']:.2f}",
+            )
+            for v in o["variants"]
+        ],
+        left=1,
+    )
+    return [
+        *table,
+        f"signals.send alone: {o['send_ns_no_receiver']:.0f} ns with no receiver, "
+        f"{o['send_ns_noop_receiver']:.0f} ns with one no-op receiver",
+        f"CloudWatch: {o['published_calls']} calls buffered, flushed as {o['cloudwatch_data']} "
+        f"aggregated data points in {o['cloudwatch_requests']} PutMetricData request(s)",
+    ]
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     """A horizontal bar chart of the throughput ratios, as a PNG."""
     import matplotlib  # noqa: PLC0415 (only --plot needs it)
@@ -590,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": round(elapsed, 1),
         "costs": collected.costs,
         "throughput": collected.throughput,
+        **({} if collected.observability is None else {"observability": collected.observability}),
         "failures": collected.failures,
     }
     print("DynamoDB requests and consumed capacity per call")
@@ -597,6 +725,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Throughput: the store call against the raw botocore call (client: hit vs bare GET)")
     print("\n".join(throughput_table(collected.throughput)))
+    if collected.observability is not None:
+        print()
+        print("Observability: a cache get (~1 KB value) per kind of receiver, and raw botocore")
+        print("\n".join(observability_lines(collected.observability)))
     for failure in collected.failures:
         print(f"FAILED: {failure}")
     print(

@@ -2,7 +2,8 @@
 
 ``{{ options_reference }}`` becomes one table per options model (every field, its type and its
 default, read from the pydantic models the stores validate with); ``{{ error_tree }}`` becomes
-the exception tree drawn in ``errors.py``; ``{{ iam_policy }}`` and ``{{ iam_admin_policy }}``
+the exception tree drawn in ``errors.py``; ``{{ metric_catalogue }}`` the metrics the
+metrics handlers publish; ``{{ iam_policy }}`` and ``{{ iam_admin_policy }}``
 become the policies ``comic-vine-store print iam-policy`` prints.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from comic_vine_dynamodb_store import cli_policy, config, errors
+from comic_vine_dynamodb_store.observability import metrics
 
 _MODELS: list[type[BaseModel]] = [
     config.StoreOptions,
@@ -84,10 +86,27 @@ def error_tree() -> str:
     return "```\n" + doc[start:end] + "\n```"
 
 
+def metric_catalogue() -> str:
+    """The metrics every metrics handler publishes, from ``observability.metrics.METRICS``."""
+    rows = [
+        "| metric | unit | dimensions | from signal | dashboard statistic | what it is |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for spec in metrics.METRICS:
+        signal = spec.signal.replace("-", "_")
+        rows.append(
+            f"| `{spec.name}` | {spec.unit} | {', '.join(spec.dimensions)} | `{signal}` "
+            f"| {spec.statistic} | {spec.description} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def on_page_markdown(markdown: str, **_: Any) -> str:
     """Fill the generated sections in."""
     if "{{ options_reference }}" in markdown:
         markdown = markdown.replace("{{ options_reference }}", options_reference())
+    if "{{ metric_catalogue }}" in markdown:
+        markdown = markdown.replace("{{ metric_catalogue }}", metric_catalogue())
     if "{{ error_tree }}" in markdown:
         markdown = markdown.replace("{{ error_tree }}", error_tree())
     for marker, admin in (("{{ iam_policy }}", False), ("{{ iam_admin_policy }}", True)):

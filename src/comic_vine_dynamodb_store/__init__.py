@@ -39,6 +39,14 @@ from comic_vine_dynamodb_store.errors import (
     TableNotFoundError,
     ThrottlingError,
 )
+from comic_vine_dynamodb_store.observability.dashboard import CloudWatchDashboardConfig
+from comic_vine_dynamodb_store.observability.handlers.cloudwatch import CloudWatchMetricsPublisher
+from comic_vine_dynamodb_store.observability.monitor import (
+    Monitor,
+    get_monitor,
+    monitor_operation,
+    set_monitor,
+)
 from comic_vine_dynamodb_store.resilience.breaker import BreakerState, CircuitBreakerStatus
 from comic_vine_dynamodb_store.stores.adaptive import DynamoDBAdaptiveRateLimitStore
 from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
@@ -77,6 +85,8 @@ __all__ = [
     "CircuitBreakerOpenError",
     "CircuitBreakerOptions",
     "CircuitBreakerStatus",
+    "CloudWatchDashboardConfig",
+    "CloudWatchMetricsPublisher",
     "CloudWatchOptions",
     "ConfigurationError",
     "DedupeStats",
@@ -101,6 +111,7 @@ __all__ = [
     "ItemTooLargeError",
     "LocalDynamoDBError",
     "LoggingOptions",
+    "Monitor",
     "MonitoringOptions",
     "OperationTimeoutError",
     "PerformanceOptions",
@@ -120,5 +131,8 @@ __all__ = [
     "ThrottlingError",
     "__version__",
     "create_table",
+    "get_monitor",
+    "monitor_operation",
+    "set_monitor",
     "verify_table",
 ]

@@ -1,8 +1,8 @@
 """``comic-vine-store``: the table and the stores from a shell.
 
 Create and check the table, see what the stores hold, remove expired or all items, run
-DynamoDB Local, the demo and the benchmarks, and print the table's CloudFormation template
-and the IAM policy the stores need.
+DynamoDB Local, the demo and the benchmarks, and print the table's CloudFormation template,
+the IAM policy the stores need, and a CloudWatch dashboard and alarms for their metrics.
 
 The connection follows boto: ``--region`` else ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / the
 profile's region (else us-east-1); ``--endpoint`` else ``AWS_ENDPOINT_URL_DYNAMODB`` /
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import os
 import re
 import signal
@@ -67,12 +68,14 @@ from comic_vine_dynamodb_store.errors import (
     StoreUnavailableError,
     TableNotFoundError,
 )
+from comic_vine_dynamodb_store.observability.metrics import DEFAULT_NAMESPACE
 
 __all__ = ["main"]
 
 STORE_KINDS = ("cache", "dedupe", "rate-limit", "adaptive")
-_BENCH_ORDER = ("cache", "dedupe", "rate-limit", "adaptive", "client")
+_BENCH_ORDER = ("cache", "dedupe", "rate-limit", "adaptive", "client", "observability")
 _RUN_ALL = "run_all.py"
+DEFAULT_DASHBOARD_NAME = "comic-vine-store"
 _CONNECTION_ERRORS = (
     EndpointConnectionError,
     ConnectTimeoutError,
@@ -664,6 +667,36 @@ def _cmd_print_iam_policy(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _cmd_print_dashboard(args: argparse.Namespace, extra: list[str]) -> int:
+    from comic_vine_dynamodb_store.observability.dashboard import (  # noqa: PLC0415
+        CloudWatchDashboardConfig,
+    )
+
+    body = CloudWatchDashboardConfig.create_dynamodb_store_dashboard(
+        args.name, namespace=args.namespace, region=args.region or "us-east-1"
+    )
+    sys.stdout.write(body + "\n")
+    return 0
+
+
+def _cmd_print_alarms(args: argparse.Namespace, extra: list[str]) -> int:
+    from comic_vine_dynamodb_store.observability.dashboard import (  # noqa: PLC0415
+        CloudWatchDashboardConfig,
+    )
+
+    StoreOptions(table_name=args.table)
+    alarms = CloudWatchDashboardConfig.create_alarms(
+        table_name=args.table,
+        store=args.store,
+        namespace=args.namespace,
+        error_rate_percent=args.error_rate,
+        period_s=args.period,
+        alarm_actions=args.alarm_action or (),
+    )
+    sys.stdout.write(json.dumps(alarms, indent=2) + "\n")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 Handler = Callable[[argparse.Namespace, Target], int]
@@ -699,6 +732,31 @@ def _store_flags(default: str) -> argparse.ArgumentParser:
     flags.add_argument("--key-prefix", default="", help="the stores' key_prefix (default none)")
     flags.add_argument("--json", action="store_true", help="print one JSON object")
     return flags
+
+
+def _add_observability_printers(what: Any) -> None:
+    """``print dashboard`` and ``print alarms``: CloudWatch set-up for the store metrics."""
+    dashboard = what.add_parser(
+        "dashboard", help="a CloudWatch dashboard of the store metrics (DashboardBody JSON)"
+    )
+    dashboard.set_defaults(raw_handler=_cmd_print_dashboard)
+    dashboard.add_argument("--name", default=DEFAULT_DASHBOARD_NAME, help="the dashboard's name")
+    dashboard.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the metrics' namespace")
+    dashboard.add_argument("--region", help="the region the charts show (default us-east-1)")
+    alarms = what.add_parser(
+        "alarms", help="CloudWatch alarms of one store (put_metric_alarm keywords, as JSON)"
+    )
+    alarms.set_defaults(raw_handler=_cmd_print_alarms)
+    alarms.add_argument("--store", required=True, help="the Store dimension, e.g. cache")
+    alarms.add_argument("--table", default=DEFAULT_TABLE_NAME)
+    alarms.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the metrics' namespace")
+    alarms.add_argument(
+        "--error-rate", type=float, default=5.0, metavar="PERCENT", help="default 5"
+    )
+    alarms.add_argument("--period", type=int, default=300, metavar="SECONDS", help="default 300")
+    alarms.add_argument(
+        "--alarm-action", action="append", metavar="ARN", help="notify this ARN (repeatable)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -757,7 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dir", help="the bench/ folder (default: found from here or the package)")
     bench.add_argument("--endpoint", help="a running DynamoDB (else each starts DynamoDB Local)")
 
-    printer = commands.add_parser("print", help="print the CloudFormation template or IAM policy")
+    printer = commands.add_parser(
+        "print", help="print the CloudFormation template, IAM policy, dashboard or alarms"
+    )
     what = printer.add_subparsers(dest="what", required=True, metavar="WHAT")
     template = what.add_parser("cloudformation", help="the table as a CloudFormation template")
     template.set_defaults(raw_handler=_cmd_print_cloudformation)
@@ -774,6 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also allow create-table and verify-table (CreateTable, DescribeTable, ...)",
     )
+    _add_observability_printers(what)
     return parser
 
 

@@ -50,6 +50,7 @@ DYNAMODB_MAX_BATCH_ITEMS = 25
 
 _TABLE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _ENDPOINT_RE = re.compile(r"https?://[^\s/]+(/\S*)?")
+_CLOUDWATCH_NAMESPACE_RE = re.compile(r"[A-Za-z0-9.\-_/#: ]{1,255}")
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -100,6 +101,20 @@ class CircuitBreakerOptions(OptionsModel):
     timeout_ms: PositiveInt = 30_000
 
 
+def check_cloudwatch_namespace(value: object) -> str:
+    """``value`` if CloudWatch accepts it as a custom namespace, else ``ValueError``."""
+    if (
+        not isinstance(value, str)
+        or not _CLOUDWATCH_NAMESPACE_RE.fullmatch(value)
+        or value.startswith((":", "AWS/"))
+    ):
+        raise ValueError(
+            "must be 1-255 characters of letters, digits, '.-_/#:' or space, "
+            f"not starting with ':' or 'AWS/'; got {value!r}"
+        )
+    return value
+
+
 class CloudWatchOptions(OptionsModel):
     """Publishing store metrics to CloudWatch (or a compatible endpoint)."""
 
@@ -107,6 +122,19 @@ class CloudWatchOptions(OptionsModel):
     namespace: str = Field(default="DynamoDBStore", min_length=1, max_length=255)
     region: str | None = None
     endpoint: str | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        # Refused here, not at the first flush.
+        return check_cloudwatch_namespace(value)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not _ENDPOINT_RE.fullmatch(value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class LoggingOptions(OptionsModel):

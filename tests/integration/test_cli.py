@@ -953,7 +953,7 @@ def bench_names(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 def test_bench_finds_the_repository_scripts_from_anywhere(tmp_path: Path) -> None:
-    expected = ["cache", "dedupe", "rate-limit", "adaptive", "client"]
+    expected = ["cache", "dedupe", "rate-limit", "adaptive", "client", "observability"]
     if (REPO / "bench" / "run_all.py").is_file():
         expected.insert(0, "all")
     assert bench_names(run_cli("bench", "--list", cwd=REPO)) == expected

@@ -84,6 +84,21 @@ def test_adaptive_defaults_are_the_originals() -> None:
             "monitoring.performance.sampling_rate",
         ),
         (StoreOptions, {"monitoring": {"logging": {"level": "loud"}}}, "monitoring.logging.level"),
+        (
+            StoreOptions,
+            {"monitoring": {"cloud_watch": {"namespace": "AWS/DynamoDB"}}},
+            "monitoring.cloud_watch.namespace",
+        ),
+        (
+            StoreOptions,
+            {"monitoring": {"cloud_watch": {"namespace": "bad|char"}}},
+            "monitoring.cloud_watch.namespace",
+        ),
+        (
+            StoreOptions,
+            {"monitoring": {"cloud_watch": {"endpoint": "localhost:4566"}}},
+            "monitoring.cloud_watch.endpoint",
+        ),
         (StoreOptions, {"tableName": "camel"}, "tableName"),
         (DedupeStoreOptions, {"default_ttl_seconds": 0}, "default_ttl_seconds"),
         (DedupeStoreOptions, {"poll_interval_ms": 0}, "poll_interval_ms"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,6 +39,26 @@ def test_no_payload_is_built_without_receivers() -> None:
     with signals.cache_hit.connected_to(receiver):
         signals.send(signals.cache_hit, object(), build)
     assert built == [1, 2]
+
+
+def test_a_receiver_of_another_sender_does_not_make_this_one_build() -> None:
+    built: list[str] = []
+    watched, unwatched = object(), object()
+
+    def receiver(sender: Any, event: str) -> None:
+        built.append(f"received {event}")
+
+    def build(name: str) -> Callable[[], str]:
+        def make() -> str:
+            built.append(f"built {name}")
+            return name
+
+        return make
+
+    with signals.cache_hit.connected_to(receiver, sender=watched):
+        signals.send(signals.cache_hit, unwatched, build("unwatched"))
+        signals.send(signals.cache_hit, watched, build("watched"))
+    assert built == ["built watched", "received watched"]
 
 
 def test_a_raising_receiver_is_logged_once_and_others_still_run(

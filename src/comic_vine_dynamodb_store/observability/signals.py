@@ -343,10 +343,11 @@ _reported_lock = threading.Lock()
 def send(signal: NamedSignal, sender: Any, build: Callable[[], Any]) -> None:
     """Send ``build()`` as ``event`` to ``signal``'s receivers, if it has any.
 
-    ``build`` runs only when someone listens. Each receiver runs on its own: one that raises
-    is logged (once per signal and receiver) and the others, and the caller, carry on.
+    ``build`` runs only when someone listens to this sender (a receiver connected to another
+    store does not make this one pay). Each receiver runs on its own: one that raises is
+    logged (once per signal and receiver) and the others, and the caller, carry on.
     """
-    if not signal.receivers:
+    if not signal.has_receivers_for(sender):
         return
     event = build()
     for receiver in signal.receivers_for(sender):

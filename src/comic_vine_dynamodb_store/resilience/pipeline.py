@@ -149,7 +149,7 @@ class OperationPipeline:
         # someone listens and the share is partial).
         if (
             self._sampling_rate < 1.0
-            and signals.operation_completed.receivers
+            and signals.operation_completed.has_receivers_for(self._sender)
             and self._sampler.random() >= self._sampling_rate
         ):
             return
