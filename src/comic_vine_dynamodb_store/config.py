@@ -101,6 +101,12 @@ class CircuitBreakerOptions(OptionsModel):
     timeout_ms: PositiveInt = 30_000
 
 
+def _check_endpoint_url(value: str | None) -> str | None:
+    if value is not None and not _ENDPOINT_RE.fullmatch(value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
 def check_cloudwatch_namespace(value: object) -> str:
     """``value`` if CloudWatch accepts it as a custom namespace, else ``ValueError``."""
     if (
@@ -129,12 +135,7 @@ class CloudWatchOptions(OptionsModel):
         # Refused here, not at the first flush.
         return check_cloudwatch_namespace(value)
 
-    @field_validator("endpoint")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not _ENDPOINT_RE.fullmatch(value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+    _check_endpoint = field_validator("endpoint")(_check_endpoint_url)
 
 
 class LoggingOptions(OptionsModel):
@@ -198,12 +199,7 @@ class StoreOptions(OptionsModel):
             raise ValueError("must be 3-255 characters of A-Z, a-z, 0-9, '_', '.', '-'")
         return value
 
-    @field_validator("endpoint")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not _ENDPOINT_RE.fullmatch(value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+    _check_endpoint = field_validator("endpoint")(_check_endpoint_url)
 
     @field_validator("key_prefix")
     @classmethod

@@ -9,6 +9,7 @@ bus's own rule applies: a handler that raises is logged once and never breaks a 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Iterable
 from typing import Any, Self
@@ -30,6 +31,7 @@ class SignalHandler:
         )
         self._connections: list[tuple[NamedSignal, Any, Any]] = []
         self._lock = threading.Lock()
+        self._warned: set[str] = set()
 
     def connect(self, sender: Any = ANY) -> Self:
         """Receive the events ``sender`` sends (every sender by default); returns ``self``."""
@@ -61,6 +63,15 @@ class SignalHandler:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        """Log ``message`` as a warning the first time ``key`` comes up, on the logger of the
+        handler's module: a problem that repeats with every event is said once."""
+        with self._lock:
+            first = key not in self._warned
+            self._warned.add(key)
+        if first:
+            logging.getLogger(type(self).__module__).warning(message + " (reported once)", *args)
 
     def _receive(self, signal: NamedSignal, sender: Any, *, event: Any) -> None:
         self.handle(signal, sender, event)

@@ -132,7 +132,6 @@ class EmfHandler(MetricsHandler):
         self._write_lock = threading.Lock()
         self._failed_writes = 0
         self._dropped_metrics = 0
-        self._warned: set[str] = set()
 
     @property
     def failed_writes(self) -> int:
@@ -241,12 +240,6 @@ class EmfHandler(MetricsHandler):
             self._dropped_metrics += 1
         self._warn_once(f"drop:{name}:{reason}", "metric %r dropped from EMF: %s", name, reason)
 
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        with self._write_lock:
-            first = key not in self._warned
-            self._warned.add(key)
-        if first:
-            _log.warning(message + " (reported once)", *args)
 
     def _write(self, line: str) -> None:
         if self.logger is not None:

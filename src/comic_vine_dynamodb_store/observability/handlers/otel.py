@@ -144,7 +144,6 @@ class OpenTelemetryHandler(MetricsHandler):
         self.prefix = prefix
         self._instruments: dict[str, _Record] = {}
         self._instrument_lock = threading.Lock()
-        self._warned: set[str] = set()
 
     def emit(self, metrics: list[Metric]) -> None:
         """Record each data point on its instrument."""
@@ -200,9 +199,3 @@ class OpenTelemetryHandler(MetricsHandler):
                 return gauge.set
         return _LastValueGauge(self.meter, name, unit, description).set
 
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        with self._instrument_lock:
-            first = key not in self._warned
-            self._warned.add(key)
-        if first:
-            _log.warning(message + " (reported once)", *args)

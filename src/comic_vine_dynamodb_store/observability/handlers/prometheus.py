@@ -113,7 +113,6 @@ class PrometheusHandler(MetricsHandler):
         self.prefix = prefix
         self._families: dict[str, _Family | None] = {}
         self._family_lock = threading.Lock()
-        self._warned: set[str] = set()
 
     def unregister(self) -> None:
         """Take this handler's collectors out of the registry (its series disappear from the
@@ -223,9 +222,3 @@ class PrometheusHandler(MetricsHandler):
     def _log_skip(self, name: str, reason: str) -> None:
         _log.warning("metric %s is not published to Prometheus: %s", name, reason)
 
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        with self._family_lock:
-            first = key not in self._warned
-            self._warned.add(key)
-        if first:
-            _log.warning(message + " (reported once)", *args)
