@@ -31,6 +31,7 @@ from comic_vine_dynamodb_store.errors import (
     ItemTooLargeError,
     StoreClosedError,
 )
+from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.stores.contracts import DedupeStats, DedupeStore, Registration
 from comic_vine_dynamodb_store.stores.dedupe import DynamoDBDedupeStore
 from comic_vine_dynamodb_store.stores.memory_dedupe import InMemoryDedupeStore
@@ -202,6 +203,25 @@ def test_first_caller_owns_and_the_others_join_the_same_job(stores: Stores) -> N
     assert store.is_in_progress("issue-1")
     assert peer.is_in_progress("issue-1")
     assert counts(store) == (1, 1, 0, 0, 0)
+
+
+def test_joining_sends_dedupe_joined_and_owning_does_not(stores: Stores) -> None:
+    store = stores(**SHORT_WAIT)
+    peer = stores.peer(store)
+    seen: list[tuple[object, signals.DedupeEvent]] = []
+
+    def receiver(sender: object, event: signals.DedupeEvent) -> None:
+        seen.append((sender, event))
+
+    with signals.dedupe_joined.connected_to(receiver):
+        first = store.register_or_join("issue-2")
+        assert seen == []
+        peer.register_or_join("issue-2")
+    assert [(sender, event.key, event.job_id) for sender, event in seen] == [
+        (peer, "issue-2", first.job_id)
+    ]
+    assert seen[0][1].store == peer.store_name
+    assert seen[0][1].table == peer.table_name
 
 
 def test_keys_have_independent_jobs(store: AnyStore) -> None:

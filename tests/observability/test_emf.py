@@ -270,6 +270,10 @@ EVENTS: list[tuple[NamedSignal, Any]] = [
         ),
     ),
     (
+        signals.dedupe_joined,
+        signals.DedupeEvent(store="dedupe", table="comics", key="issue:4", job_id="job-1"),
+    ),
+    (
         signals.circuit_state_changed,
         signals.CircuitEvent(
             store="cache", table="comics", previous="closed", state="open", failure_count=5

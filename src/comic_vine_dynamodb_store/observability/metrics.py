@@ -188,6 +188,14 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "Acquires refused because the window was full.",
     ),
     MetricSpec(
+        "DedupeJoins",
+        "Count",
+        _STORE,
+        "dedupe-joined",
+        "Sum",
+        "Registrations that joined another caller's live job instead of owning one.",
+    ),
+    MetricSpec(
         "CircuitBreakerOpen",
         "Count",
         _STORE,
@@ -424,6 +432,7 @@ _MAPPING: Final[Mapping[NamedSignal, Callable[[Any, int], list[Metric]]]] = {
     signals.cache_miss: _count("CacheMisses"),
     signals.cache_decode_error: _count("CacheDecodeErrors"),
     signals.rate_limited: _count("RateLimited"),
+    signals.dedupe_joined: _count("DedupeJoins"),
     signals.circuit_state_changed: _circuit,
     signals.request_retried: _retry,
     signals.health_checked: _health,

@@ -33,6 +33,8 @@ signal                      payload                fires
                                                      (the ``get`` reports a miss)
 ``rate_limited``            :class:`RateLimitedEvent`  ``acquire`` refused a request (the window
                                                      was full)
+``dedupe_joined``           :class:`DedupeEvent`   ``register_or_join`` found another caller's
+                                                     live job and joined it
 ``circuit_state_changed``   :class:`CircuitEvent`  the breaker moved between closed, open and
                                                      half-open
 ``request_retried``         :class:`RetryEvent`    botocore is about to retry a request
@@ -93,6 +95,7 @@ __all__ = [
     "ClientEvent",
     "ClientStore",
     "CorrelationEvent",
+    "DedupeEvent",
     "HealthEvent",
     "MetricEvent",
     "OperationEvent",
@@ -112,6 +115,7 @@ __all__ = [
     "client_upstream_call",
     "client_upstream_status",
     "correlation_ended",
+    "dedupe_joined",
     "health_checked",
     "metric_recorded",
     "operation_completed",
@@ -134,6 +138,9 @@ cache_decode_error = namespace.signal(
 )
 rate_limited = namespace.signal(
     "rate-limited", doc="An acquire was refused: the window is full (RateLimitedEvent)."
+)
+dedupe_joined = namespace.signal(
+    "dedupe-joined", doc="register_or_join joined another caller's live job (DedupeEvent)."
 )
 circuit_state_changed = namespace.signal(
     "circuit-state-changed", doc="The circuit breaker changed state (CircuitEvent)."
@@ -181,6 +188,7 @@ ALL_SIGNALS: tuple[NamedSignal, ...] = (
     cache_miss,
     cache_decode_error,
     rate_limited,
+    dedupe_joined,
     circuit_state_changed,
     request_retried,
     health_checked,
@@ -244,6 +252,16 @@ class RateLimitedEvent:
     window_ms: int
     wait_ms: int
     priority: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeEvent:
+    """``register_or_join`` for ``key`` joined the live job ``job_id`` of another caller."""
+
+    store: str
+    table: str
+    key: str
+    job_id: str
 
 
 @dataclass(frozen=True, slots=True)

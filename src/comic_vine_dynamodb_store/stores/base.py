@@ -338,6 +338,15 @@ class PerResourceLimits:
         return self._configs.overrides()
 
 
+def announce_join(sender: Any, table: str, key: str, job_id: str) -> None:
+    """Send a dedupe store's join of another caller's live job on ``dedupe_joined``."""
+    signals.send(
+        signals.dedupe_joined,
+        sender,
+        lambda: signals.DedupeEvent(store=sender.store_name, table=table, key=key, job_id=job_id),
+    )
+
+
 def announce_health(
     sender: object,
     /,

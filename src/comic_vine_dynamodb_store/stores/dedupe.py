@@ -36,7 +36,7 @@ from comic_vine_dynamodb_store.serialization import (
     decode_value,
     encode_value,
 )
-from comic_vine_dynamodb_store.stores.base import DynamoDBStore
+from comic_vine_dynamodb_store.stores.base import DynamoDBStore, announce_join
 from comic_vine_dynamodb_store.stores.contracts import DedupeStats, DedupeStore, Registration
 from comic_vine_dynamodb_store.stores.dedupe_core import (
     JobView,
@@ -164,7 +164,10 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
                 table=self.table_name,
             )
         # Our own id: our write committed, its answer was lost, botocore retried.
-        return Registration(job_id=blocking.job_id, is_owner=blocking.job_id == job_id)
+        if blocking.job_id == job_id:
+            return Registration(job_id=job_id, is_owner=True)
+        announce_join(self, self.table_name, key, blocking.job_id)
+        return Registration(job_id=blocking.job_id, is_owner=False)
 
     def register(self, key: str) -> str:
         """The id of the live job for ``key``, starting one if there is none."""

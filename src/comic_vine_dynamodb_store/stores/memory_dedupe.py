@@ -43,7 +43,7 @@ from comic_vine_dynamodb_store.serialization import (
     decode_value,
     encode_value,
 )
-from comic_vine_dynamodb_store.stores.base import InMemoryStore
+from comic_vine_dynamodb_store.stores.base import InMemoryStore, announce_join
 from comic_vine_dynamodb_store.stores.contracts import (
     DedupeStats,
     Registration,
@@ -149,17 +149,22 @@ class InMemoryDedupeStore(InMemoryStore, Generic[T]):
             # The clock is read under the lock, so leases follow the order of the decisions.
             now = self._clock()
             current = self._jobs.get(key)
+            joined = None
             if current is not None and not can_take(current.view(), now):
-                return Registration(job_id=current.job_id, is_owner=False)
-            self._jobs[key] = _Job(
-                job_id=job_id,
-                owner_token=self.owner_token,
-                status=JobStatus.PENDING,
-                lease_expires_at_ms=now + self._lease_ms,
-                expires_at_ms=now + self._lease_ms,
-                created_at_ms=now,
-                updated_at_ms=now,
-            )
+                joined = current.job_id
+            else:
+                self._jobs[key] = _Job(
+                    job_id=job_id,
+                    owner_token=self.owner_token,
+                    status=JobStatus.PENDING,
+                    lease_expires_at_ms=now + self._lease_ms,
+                    expires_at_ms=now + self._lease_ms,
+                    created_at_ms=now,
+                    updated_at_ms=now,
+                )
+        if joined is not None:
+            announce_join(self, self.table_name, key, joined)
+            return Registration(job_id=joined, is_owner=False)
         return Registration(job_id=job_id, is_owner=True)
 
     def register(self, key: str) -> str:

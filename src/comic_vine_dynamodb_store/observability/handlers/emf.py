@@ -240,7 +240,6 @@ class EmfHandler(MetricsHandler):
             self._dropped_metrics += 1
         self._warn_once(f"drop:{name}:{reason}", "metric %r dropped from EMF: %s", name, reason)
 
-
     def _write(self, line: str) -> None:
         if self.logger is not None:
             self.logger.info("%s", line)

@@ -60,6 +60,7 @@ _LEVELS: Final[Mapping[NamedSignal, tuple[int, Callable[[Any], int]]]] = {
     signals.cache_miss: (logging.DEBUG, _fixed(logging.DEBUG)),
     signals.cache_decode_error: (logging.WARNING, _fixed(logging.WARNING)),
     signals.rate_limited: (logging.DEBUG, _fixed(logging.DEBUG)),
+    signals.dedupe_joined: (logging.DEBUG, _fixed(logging.DEBUG)),
     signals.circuit_state_changed: (logging.WARNING, _circuit_level),
     signals.request_retried: (logging.INFO, _fixed(logging.INFO)),
     signals.health_checked: (logging.WARNING, _health_level),

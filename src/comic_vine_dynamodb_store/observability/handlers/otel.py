@@ -198,4 +198,3 @@ class OpenTelemetryHandler(MetricsHandler):
             if gauge is not None:
                 return gauge.set
         return _LastValueGauge(self.meter, name, unit, description).set
-

@@ -221,4 +221,3 @@ class PrometheusHandler(MetricsHandler):
 
     def _log_skip(self, name: str, reason: str) -> None:
         _log.warning("metric %s is not published to Prometheus: %s", name, reason)
-
