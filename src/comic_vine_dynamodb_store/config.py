@@ -168,6 +168,14 @@ class MonitoringOptions(OptionsModel):
     health_checks: HealthCheckOptions = HealthCheckOptions()
 
 
+OnUnavailable = Literal["raise", "open", "closed"]
+"""What a store does when DynamoDB is unavailable (``StoreUnavailableError``: the circuit is
+open, retries ran out, a timeout, a 5xx, a broken connection): ``raise`` it; or ``open``: a
+cache reads as a miss and skips writes, a dedupe store runs the work locally, a rate limiter
+admits; or ``closed``: the same, except that a rate limiter refuses. Each fallback sends
+``store_fallback``. Configuration errors (a missing table, bad credentials) always raise."""
+
+
 class StoreOptions(OptionsModel):
     """Options every store takes.
 
@@ -191,6 +199,7 @@ class StoreOptions(OptionsModel):
     cleanup_interval_ms: NonNegativeInt = 300_000
     circuit_breaker: CircuitBreakerOptions = CircuitBreakerOptions()
     monitoring: MonitoringOptions = MonitoringOptions()
+    on_unavailable: OnUnavailable = "raise"
 
     @field_validator("table_name")
     @classmethod

@@ -566,6 +566,9 @@ def one_event_of_each(signal: NamedSignal) -> Any:
             "rate_limit", "shop", "issues", 10, 1000, 50
         ),
         signals.dedupe_joined: signals.DedupeEvent("dedupe", "shop", "k", "job-1"),
+        signals.store_fallback: signals.FallbackEvent(
+            "cache", "shop", "get", "k", "open", "miss", RuntimeError("down")
+        ),
         signals.circuit_state_changed: signals.CircuitEvent("cache", "shop", "closed", "open", 5),
         signals.request_retried: signals.RetryEvent(
             "cache", "get", "shop", 1, "ThrottlingException", 50.0

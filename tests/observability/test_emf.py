@@ -270,6 +270,18 @@ EVENTS: list[tuple[NamedSignal, Any]] = [
         ),
     ),
     (
+        signals.store_fallback,
+        signals.FallbackEvent(
+            store="cache",
+            table="comics",
+            operation="get",
+            key="issue:5",
+            mode="open",
+            fallback="miss",
+            error=RuntimeError("down"),
+        ),
+    ),
+    (
         signals.dedupe_joined,
         signals.DedupeEvent(store="dedupe", table="comics", key="issue:4", job_id="job-1"),
     ),

@@ -220,6 +220,14 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "Retries caused by throttling: 1 per throttled request, else 0.",
     ),
     MetricSpec(
+        "StoreFallbacks",
+        "Count",
+        ("TableName", "Store", "Fallback"),
+        "store-fallback",
+        "Sum",
+        "Calls that met an unavailable DynamoDB and fell back (on_unavailable open or closed).",
+    ),
+    MetricSpec(
         "HealthCheckLatency",
         "Milliseconds",
         _STORE,
@@ -374,6 +382,11 @@ def _retry(event: signals.RetryEvent, now: int) -> list[Metric]:
     ]
 
 
+def _fallback(event: signals.FallbackEvent, now: int) -> list[Metric]:
+    dims = (*_store_dims(event), ("Fallback", event.fallback))
+    return [Metric("StoreFallbacks", 1, "Count", dims, now)]
+
+
 def _health(event: signals.HealthEvent, now: int) -> list[Metric]:
     dims = _store_dims(event)
     return [
@@ -436,6 +449,7 @@ _MAPPING: Final[Mapping[NamedSignal, Callable[[Any, int], list[Metric]]]] = {
     signals.circuit_state_changed: _circuit,
     signals.request_retried: _retry,
     signals.health_checked: _health,
+    signals.store_fallback: _fallback,
     signals.metric_recorded: _custom,
     signals.correlation_ended: _correlation,
     signals.client_cache_hit: _client_count("ClientCacheHits"),

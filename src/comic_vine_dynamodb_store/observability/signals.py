@@ -41,6 +41,8 @@ signal                      payload                fires
                                                      (throttling, 5xx, connection, timeout)
 ``health_checked``          :class:`HealthEvent`   a health check's DynamoDB round trip
                                                      ended (its sender is the store checked)
+``store_fallback``          :class:`FallbackEvent`  DynamoDB was unavailable and the store
+                                                     fell back as ``on_unavailable`` says
 ==========================  =====================  ==========================================
 
 :class:`~comic_vine_dynamodb_store.observability.monitor.Monitor` sends two more; their sender
@@ -96,6 +98,8 @@ __all__ = [
     "ClientStore",
     "CorrelationEvent",
     "DedupeEvent",
+    "Fallback",
+    "FallbackEvent",
     "HealthEvent",
     "MetricEvent",
     "OperationEvent",
@@ -122,6 +126,7 @@ __all__ = [
     "rate_limited",
     "request_retried",
     "send",
+    "store_fallback",
 ]
 
 _log = logging.getLogger(__name__)
@@ -147,6 +152,9 @@ circuit_state_changed = namespace.signal(
 )
 request_retried = namespace.signal(
     "request-retried", doc="A DynamoDB request is about to be retried (RetryEvent)."
+)
+store_fallback = namespace.signal(
+    "store-fallback", doc="DynamoDB was unavailable; the store fell back (FallbackEvent)."
 )
 health_checked = namespace.signal(
     "health-checked", doc="A health check's DynamoDB round trip ended (HealthEvent)."
@@ -192,6 +200,7 @@ ALL_SIGNALS: tuple[NamedSignal, ...] = (
     circuit_state_changed,
     request_retried,
     health_checked,
+    store_fallback,
     metric_recorded,
     correlation_ended,
     client_cache_hit,
@@ -286,6 +295,25 @@ class RetryEvent:
     attempt: int
     error_code: str
     delay_ms: float
+
+
+Fallback = Literal["miss", "skipped", "local", "admitted", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackEvent:
+    """``operation`` met an unavailable DynamoDB (``error``) and returned ``fallback``
+    instead of raising, as the store's ``on_unavailable`` (``mode``) says: a cache ``miss``,
+    a write ``skipped``, dedupe work run ``local``, a limiter that ``admitted`` or
+    ``refused``."""
+
+    store: str
+    table: str
+    operation: str
+    key: str | None
+    mode: str
+    fallback: Fallback
+    error: BaseException
 
 
 @dataclass(frozen=True, slots=True)

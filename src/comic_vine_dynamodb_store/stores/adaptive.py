@@ -67,7 +67,16 @@ from comic_vine_dynamodb_store.stores.adaptive_state import (
     wait_for,
     window_of_ring,
 )
-from comic_vine_dynamodb_store.stores.base import DynamoDBStore, PerResourceLimits, refuse
+from comic_vine_dynamodb_store.stores.base import (
+    DynamoDBStore,
+    PerResourceLimits,
+    admission,
+    falls_back,
+    refuse,
+    skipped,
+    status_fallback,
+    waiting,
+)
 from comic_vine_dynamodb_store.stores.contracts import (
     AdaptiveStatus,
     Priority,
@@ -152,10 +161,12 @@ class DynamoDBAdaptiveRateLimitStore(
 
     # -- admission -------------------------------------------------------------------------
 
+    @falls_back(admission)
     def acquire(self, resource: str, priority: Priority = "background") -> bool:
         """Admit one ``priority`` request if it may go, recording it in the same write."""
         return self._count(resource, priority, "acquire", enforce=True)
 
+    @falls_back(skipped)
     def record(self, resource: str, priority: Priority = "background") -> None:
         """Count one ``priority`` request whether or not it would have been admitted."""
         self._count(resource, priority, "record", enforce=False)
@@ -463,15 +474,18 @@ class DynamoDBAdaptiveRateLimitStore(
 
     # -- reading -------------------------------------------------------------------------
 
+    @falls_back(admission)
     def can_proceed(self, resource: str, priority: Priority = "background") -> bool:
         """True if a ``priority`` request may go now (nothing is recorded)."""
         return self._current("can_proceed", resource, priority)[2].admitted
 
+    @falls_back(waiting)
     def get_wait_time(self, resource: str, priority: Priority = "background") -> int:
         """Milliseconds until a ``priority`` request may go; 0 when it may now."""
         config, layout, decision, now = self._current("get_wait_time", resource, priority)
         return wait_for(decision.current, layout, config.limit, priority, now)
 
+    @falls_back(status_fallback)
     def get_status(self, resource: str) -> RateLimitStatus:
         """Room left in the window, when it empties, the limit, and the current split."""
         config, layout, decision, now = self._current("get_status", resource, "user")

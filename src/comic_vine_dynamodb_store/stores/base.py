@@ -7,18 +7,26 @@ health checks and the periodic background task are written once, here.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, ParamSpec, Self, TypeVar, cast
 
 from pynamodb.exceptions import DeleteError
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import RateLimitConfig, RateLimitConfigs, StoreOptions
-from comic_vine_dynamodb_store.errors import ConfigurationError, StoreClosedError
+from comic_vine_dynamodb_store.errors import (
+    ConfigurationError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
 from comic_vine_dynamodb_store.keys import health_probe_key, validate_key
 from comic_vine_dynamodb_store.models import StoreItem, TableBinding
 from comic_vine_dynamodb_store.observability import signals
@@ -27,7 +35,7 @@ from comic_vine_dynamodb_store.observability.handlers.logging_handler import Log
 from comic_vine_dynamodb_store.resilience.breaker import CircuitBreakerStatus
 from comic_vine_dynamodb_store.resilience.errors import is_condition_failure
 from comic_vine_dynamodb_store.resilience.pipeline import OperationPipeline
-from comic_vine_dynamodb_store.stores.contracts import HealthCheckResult
+from comic_vine_dynamodb_store.stores.contracts import HealthCheckResult, RateLimitStatus
 
 __all__ = [
     "ClosingContext",
@@ -43,6 +51,7 @@ _log = logging.getLogger(__name__)
 OptionsT = TypeVar("OptionsT", bound=StoreOptions)
 M = TypeVar("M", bound=StoreItem)
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class PeriodicTask:
@@ -336,6 +345,134 @@ class PerResourceLimits:
     def resource_configs(self) -> dict[str, RateLimitConfig]:
         """A copy of the per-resource overrides."""
         return self._configs.overrides()
+
+
+FallbackFn = Callable[..., tuple[Any, signals.Fallback]]
+"""``fallback(store, mode, *args, **kwargs) -> (value, kind)``: what a method returns instead
+of raising ``StoreUnavailableError`` under ``on_unavailable`` ``mode`` ("open" or "closed")."""
+
+
+_raising: ContextVar[bool] = ContextVar("comic_vine_dynamodb_store_raising", default=False)
+
+
+@contextlib.contextmanager
+def raising_unavailable() -> Iterator[None]:
+    """Inside the block, methods with a fallback raise ``StoreUnavailableError`` instead: for
+    a composite call (dedupe ``run``) that falls back as a whole."""
+    token = _raising.set(True)
+    try:
+        yield
+    finally:
+        _raising.reset(token)
+
+
+def announce_fallback(
+    store: Any,
+    operation: str,
+    key: str | None,
+    kind: signals.Fallback,
+    error: BaseException,
+) -> None:
+    """Send ``store_fallback`` for a call that fell back instead of raising."""
+    signals.send(
+        signals.store_fallback,
+        store,
+        lambda: signals.FallbackEvent(
+            store=store.store_name,
+            table=store.table_name,
+            operation=operation,
+            key=key,
+            mode=store.options.on_unavailable,
+            fallback=kind,
+            error=error,
+        ),
+    )
+
+
+def falls_back(fallback: FallbackFn) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Give a store method the ``on_unavailable`` behaviour.
+
+    Only :class:`StoreUnavailableError` (the circuit is open, retries ran out, a timeout, a
+    5xx, a broken connection) falls back; a configuration error, a closed store or bad input
+    still raises. Each fallback sends ``store_fallback`` (logged as a warning by the default
+    logging handler), so it is never silent. The method's first argument, when it is a
+    string, is reported as the key.
+    """
+
+    def decorate(method: Callable[P, R]) -> Callable[P, R]:
+        operation = method.__name__
+
+        @functools.wraps(method)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(*args, **kwargs)
+            except StoreUnavailableError as error:
+                store: Any = args[0]
+                mode = store.options.on_unavailable
+                if mode == "raise" or _raising.get():
+                    raise
+                value, kind = fallback(store, mode, *args[1:], **kwargs)
+                key = args[1] if len(args) > 1 and isinstance(args[1], str) else None
+                announce_fallback(store, operation, key, kind, error)
+                return cast(R, value)
+
+        return guarded
+
+    return decorate
+
+
+def miss(store: Any, mode: str, *args: Any, **kwargs: Any) -> tuple[Any, signals.Fallback]:
+    """Fallback of a read: nothing there (``None``; ``False`` is the caller's to choose)."""
+    return None, "miss"
+
+
+def missing(store: Any, mode: str, *args: Any, **kwargs: Any) -> tuple[bool, signals.Fallback]:
+    """Fallback of a yes/no read: no."""
+    return False, "miss"
+
+
+def skipped(store: Any, mode: str, *args: Any, **kwargs: Any) -> tuple[None, signals.Fallback]:
+    """Fallback of a write: not written."""
+    return None, "skipped"
+
+
+def not_done(store: Any, mode: str, *args: Any, **kwargs: Any) -> tuple[bool, signals.Fallback]:
+    """Fallback of a write answering whether it happened: it did not."""
+    return False, "skipped"
+
+
+def admission(store: Any, mode: str, *args: Any, **kwargs: Any) -> tuple[bool, signals.Fallback]:
+    """Fallback of a limiter's yes/no: admit when open, refuse when closed."""
+    return (True, "admitted") if mode == "open" else (False, "refused")
+
+
+def unavailable_wait_ms(store: Any) -> int:
+    """How long a closed limiter asks a caller to wait: until the breaker's probe when it is
+    open, else one ``retry_delay_ms`` (at least 1 ms, so a wait is never 0 while refusing)."""
+    status = store.get_circuit_breaker_status()
+    if status.next_probe_at_ms is not None:
+        return max(1, int(status.next_probe_at_ms) - int(store._now_ms()))
+    return max(1, int(store.options.retry_delay_ms))
+
+
+def waiting(store: Any, mode: str, *args: Any, **kwargs: Any) -> tuple[int, signals.Fallback]:
+    """Fallback of ``get_wait_time``: 0 when open, a wait when closed."""
+    if mode == "open":
+        return 0, "admitted"
+    return unavailable_wait_ms(store), "refused"
+
+
+def status_fallback(
+    store: Any, mode: str, resource: str, *args: Any, **kwargs: Any
+) -> tuple[RateLimitStatus, signals.Fallback]:
+    """Fallback of ``get_status``: the whole limit left when open, none when closed."""
+    limit = store.get_resource_config(resource).limit
+    now = store._now_ms()
+    if mode == "open":
+        reset = datetime.fromtimestamp(now / 1000, tz=UTC)
+        return RateLimitStatus(remaining=limit, reset_time=reset, limit=limit), "admitted"
+    reset = datetime.fromtimestamp((now + unavailable_wait_ms(store)) / 1000, tz=UTC)
+    return RateLimitStatus(remaining=0, reset_time=reset, limit=limit), "refused"
 
 
 def announce_join(sender: Any, table: str, key: str, job_id: str) -> None:

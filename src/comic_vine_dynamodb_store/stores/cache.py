@@ -46,7 +46,7 @@ from comic_vine_dynamodb_store.serialization import (
     check_item_size,
     item_size,
 )
-from comic_vine_dynamodb_store.stores.base import DynamoDBStore
+from comic_vine_dynamodb_store.stores.base import DynamoDBStore, falls_back, miss, skipped
 from comic_vine_dynamodb_store.stores.cache_core import encode_for_set, read_value
 from comic_vine_dynamodb_store.stores.contracts import CacheStats
 
@@ -90,6 +90,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         self._chunks = self._model(CacheChunk)  # held: binding a model per call costs a client
         self._start_background("cleanup", self.options.cleanup_interval_ms, self.cleanup)
 
+    @falls_back(miss)
     def get(self, key: str) -> T | None:
         """The live value of ``key``, or None (absent, expired or undecodable)."""
         pk, sk = CacheItem.key_of(self._namespace, key)
@@ -124,6 +125,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         )
         return value
 
+    @falls_back(skipped)
     def set(self, key: str, value: T, ttl_seconds: float) -> None:
         """Store ``value`` under ``key`` for ``ttl_seconds`` (0: never expires).
 
@@ -146,6 +148,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
             return
         self._run("set", lambda: self._set_chunked(key, item, encoded.payload), key=key)
 
+    @falls_back(skipped)
     def delete(self, key: str) -> None:
         """Remove ``key`` (a chunked value's chunks too); deleting an absent key is not an error."""
         pk, sk = CacheItem.key_of(self._namespace, key)

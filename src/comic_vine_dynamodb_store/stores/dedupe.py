@@ -26,9 +26,10 @@ from pynamodb.expressions.condition import Condition
 
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import DedupeStoreOptions
-from comic_vine_dynamodb_store.errors import DynamoDBStoreError
+from comic_vine_dynamodb_store.errors import DynamoDBStoreError, StoreUnavailableError
 from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
 from comic_vine_dynamodb_store.models import DedupeJob, JobStatus
+from comic_vine_dynamodb_store.observability.signals import Fallback
 from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
     CorruptValueError,
@@ -36,7 +37,16 @@ from comic_vine_dynamodb_store.serialization import (
     decode_value,
     encode_value,
 )
-from comic_vine_dynamodb_store.stores.base import DynamoDBStore, announce_join
+from comic_vine_dynamodb_store.stores.base import (
+    DynamoDBStore,
+    announce_fallback,
+    announce_join,
+    falls_back,
+    miss,
+    missing,
+    not_done,
+    raising_unavailable,
+)
 from comic_vine_dynamodb_store.stores.contracts import DedupeStats, DedupeStore, Registration
 from comic_vine_dynamodb_store.stores.dedupe_core import (
     JobView,
@@ -91,6 +101,14 @@ def run_deduplicated(store: DedupeStore[T], key: str, fn: Callable[[], T]) -> T 
     return value
 
 
+def owned_locally(
+    store: Any, mode: str, key: str, *args: Any, **kwargs: Any
+) -> tuple[Registration, Fallback]:
+    """Fallback of ``register_or_join``: this caller owns a job nobody else knows of, and so
+    runs the work itself."""
+    return Registration(job_id=uuid.uuid4().hex, is_owner=True), "local"
+
+
 def _view(job: DedupeJob | None) -> JobView | None:
     if job is None:
         return None
@@ -136,6 +154,7 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
 
     # -- taking a key ----------------------------------------------------------------------
 
+    @falls_back(owned_locally)
     def register_or_join(self, key: str) -> Registration:
         """Own a new job for ``key`` (one conditional write), or learn the live job's id."""
         job_id = uuid.uuid4().hex
@@ -175,6 +194,7 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
 
     # -- finishing a job -------------------------------------------------------------------
 
+    @falls_back(not_done)
     def complete(self, key: str, value: T, job_id: str | None = None) -> bool:
         """Publish ``value`` as the pending job's result; False if no such job (or not ours).
 
@@ -204,6 +224,7 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
             ],
         )
 
+    @falls_back(not_done)
     def fail(self, key: str, error: BaseException | str, job_id: str | None = None) -> bool:
         """Mark the pending job failed; False if no such job (or not ours)."""
         jobs = self._jobs
@@ -261,11 +282,13 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
 
         return self._run(operation, get, key=key)
 
+    @falls_back(missing)
     def is_in_progress(self, key: str) -> bool:
         """True while a live job for ``key`` is pending within its lease."""
         job = self._read("is_in_progress", key)
         return wait_state(_view(job), self._now_ms()) is WaitState.PENDING
 
+    @falls_back(miss)
     def wait_for(self, key: str) -> T | None:
         """The result of ``key``'s job once it completes; None if it failed, expired, is
         absent, or ``max_wait_time_ms`` passed first. Only reads: giving up changes nothing."""
@@ -300,9 +323,27 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
     def run(self, key: str, fn: Callable[[], T]) -> T | None:
         """Run ``fn`` once for everyone asking for ``key`` now; the others get its result.
 
-        See :func:`run_deduplicated`.
+        See :func:`run_deduplicated`. With ``on_unavailable`` other than ``raise``, a caller
+        that cannot register or wait because DynamoDB is unavailable runs ``fn`` itself (a
+        joiner too: it cannot learn the owner's result), and ``store_fallback`` says so.
         """
-        return run_deduplicated(self, key, fn)
+        ran = False
+
+        def work() -> T:
+            nonlocal ran
+            ran = True
+            return fn()
+
+        try:
+            with raising_unavailable():
+                return run_deduplicated(self, key, work)
+        except StoreUnavailableError as error:
+            # Only registering and waiting can raise it here: a failed publish is swallowed
+            # by run_deduplicated, so fn has not run for this caller.
+            if ran or self.options.on_unavailable == "raise":
+                raise
+            announce_fallback(self, "run", key, "local", error)
+            return fn()
 
     # -- store-wide ------------------------------------------------------------------------
 

@@ -60,7 +60,16 @@ from comic_vine_dynamodb_store.config import (
 from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.models import RateLimitEvent
 from comic_vine_dynamodb_store.models.base import expiry_actions, ring_actions
-from comic_vine_dynamodb_store.stores.base import DynamoDBStore, PerResourceLimits, refuse
+from comic_vine_dynamodb_store.stores.base import (
+    DynamoDBStore,
+    PerResourceLimits,
+    admission,
+    falls_back,
+    refuse,
+    skipped,
+    status_fallback,
+    waiting,
+)
 from comic_vine_dynamodb_store.stores.contracts import RateLimitStats, RateLimitStatus
 from comic_vine_dynamodb_store.stores.rate_limit_core import (
     SliceLayout,
@@ -108,10 +117,12 @@ class DynamoDBRateLimitStore(PerResourceLimits, DynamoDBStore[RateLimitStoreOpti
 
     # -- admission -------------------------------------------------------------------------
 
+    @falls_back(admission)
     def acquire(self, resource: str) -> bool:
         """Admit one request if the window has room, recording it in the same write."""
         return self._count(resource, "acquire", enforce=True)
 
+    @falls_back(skipped)
     def record(self, resource: str) -> None:
         """Count one request whether or not the window has room."""
         self._count(resource, "record", enforce=False)
@@ -294,11 +305,13 @@ class DynamoDBRateLimitStore(PerResourceLimits, DynamoDBStore[RateLimitStoreOpti
 
     # -- reading -------------------------------------------------------------------------
 
+    @falls_back(admission)
     def can_proceed(self, resource: str) -> bool:
         """True if a request may go now (one read; nothing is recorded)."""
         config, layout, state = self._read("can_proceed", resource)
         return config.limit > 0 and room(state, layout, config.limit, self._now_ms()) > 0
 
+    @falls_back(status_fallback)
     def get_status(self, resource: str) -> RateLimitStatus:
         """Admissions left, when the counted ones have all left the window, and the limit."""
         config, layout, state = self._read("get_status", resource)
@@ -309,6 +322,7 @@ class DynamoDBRateLimitStore(PerResourceLimits, DynamoDBStore[RateLimitStoreOpti
             limit=config.limit,
         )
 
+    @falls_back(waiting)
     def get_wait_time(self, resource: str) -> int:
         """Milliseconds until a request may proceed; 0 when it may now."""
         config, layout, state = self._read("get_wait_time", resource)

@@ -1,7 +1,8 @@
 """Signals as log records, with each payload field as a structured ``extra`` field.
 
 Each signal has a level: what needs attention warns (the circuit opening, a failed health
-check, an undecodable cache value, a store the client flow had to serve around), what is rare
+check, an undecodable cache value, a store that fell back or that the client flow had to
+serve around), what is rare
 but expected is info (a retry, a 420/429 waited out, the circuit closing), and the routine flow
 is debug: every operation, hit, miss and refusal. A failed operation is debug too, because
 its caller already gets a typed exception.
@@ -64,6 +65,7 @@ _LEVELS: Final[Mapping[NamedSignal, tuple[int, Callable[[Any], int]]]] = {
     signals.circuit_state_changed: (logging.WARNING, _circuit_level),
     signals.request_retried: (logging.INFO, _fixed(logging.INFO)),
     signals.health_checked: (logging.WARNING, _health_level),
+    signals.store_fallback: (logging.WARNING, _fixed(logging.WARNING)),
     signals.metric_recorded: (logging.DEBUG, _fixed(logging.DEBUG)),
     signals.correlation_ended: (logging.DEBUG, _fixed(logging.DEBUG)),
     signals.client_cache_hit: (logging.DEBUG, _fixed(logging.DEBUG)),
@@ -129,6 +131,7 @@ _SUMMARY_FIELDS: Final = (
     "key",
     "resource",
     "outcome",
+    "fallback",
     "state",
     "error_code",
     "healthy",
