@@ -73,11 +73,13 @@ _LAYOUT: Final[tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]] 
         ),
     ),
     ("Rate limiting", (("Refused acquires", ("RateLimited",)),)),
+    ("Dedupe", (("Registrations joined to a live job", ("DedupeJoins",)),)),
     (
         "Resilience",
         (
             ("Circuit breaker open (1 = open)", ("CircuitBreakerOpen",)),
             ("Retries and throttles", ("Retries", "Throttles")),
+            ("Fallbacks while DynamoDB was unavailable", ("StoreFallbacks",)),
         ),
     ),
     (
