@@ -19,6 +19,7 @@ from comic_vine_dynamodb_store.config import (
     InMemoryRateLimitStoreOptions,
     LoggingOptions,
     MonitoringOptions,
+    OnUnavailable,
     PerformanceOptions,
     RateLimitConfig,
     RateLimitConfigs,
@@ -33,11 +34,13 @@ from comic_vine_dynamodb_store.errors import (
     ItemTooLargeError,
     LocalDynamoDBError,
     OperationTimeoutError,
+    ParallelExecutionError,
     RateLimitedError,
     StoreClosedError,
     StoreUnavailableError,
     TableNotFoundError,
     ThrottlingError,
+    UnprocessedItemsError,
 )
 from comic_vine_dynamodb_store.observability.dashboard import CloudWatchDashboardConfig
 from comic_vine_dynamodb_store.observability.handlers.cloudwatch import CloudWatchMetricsPublisher
@@ -46,6 +49,13 @@ from comic_vine_dynamodb_store.observability.monitor import (
     get_monitor,
     monitor_operation,
     set_monitor,
+)
+from comic_vine_dynamodb_store.resilience import (
+    AdaptiveDelayCalculator,
+    BatchWriter,
+    calculate_optimal_batch_size,
+    execute_in_parallel,
+    execute_in_parallel_async,
 )
 from comic_vine_dynamodb_store.resilience.breaker import BreakerState, CircuitBreakerStatus
 from comic_vine_dynamodb_store.stores.adaptive import DynamoDBAdaptiveRateLimitStore
@@ -75,9 +85,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveConfig",
+    "AdaptiveDelayCalculator",
     "AdaptiveRateLimitStore",
     "AdaptiveRateLimitStoreOptions",
     "AdaptiveStatus",
+    "BatchWriter",
     "BreakerState",
     "CacheStats",
     "CacheStore",
@@ -113,7 +125,9 @@ __all__ = [
     "LoggingOptions",
     "Monitor",
     "MonitoringOptions",
+    "OnUnavailable",
     "OperationTimeoutError",
+    "ParallelExecutionError",
     "PerformanceOptions",
     "RateLimitConfig",
     "RateLimitConfigs",
@@ -129,8 +143,12 @@ __all__ = [
     "TableMismatch",
     "TableNotFoundError",
     "ThrottlingError",
+    "UnprocessedItemsError",
     "__version__",
+    "calculate_optimal_batch_size",
     "create_table",
+    "execute_in_parallel",
+    "execute_in_parallel_async",
     "get_monitor",
     "monitor_operation",
     "set_monitor",

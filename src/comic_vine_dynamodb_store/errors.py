@@ -12,8 +12,10 @@ catches ``ValueError`` or ``TimeoutError`` keeps working::
      ├── TableNotFoundError                        the table does not exist
      ├── RateLimitedError                          the client flow gave up waiting for the limiter
      ├── LocalDynamoDBError                        DynamoDB Local could not be started
+     ├── ParallelExecutionError                    ``execute_in_parallel``: some items failed
      └── StoreUnavailableError                     DynamoDB could not serve the operation
           ├── ThrottlingError                      throttled, retries exhausted
+          │    └── UnprocessedItemsError           a batch write left items unwritten
           ├── OperationTimeoutError (TimeoutError) ``circuit_breaker.timeout_ms`` passed
           └── CircuitBreakerOpenError              breaker open, no request was sent
 
@@ -24,6 +26,8 @@ return value of the stores (``acquire`` returns ``False``), never an exception.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CircuitBreakerOpenError",
     "ConfigurationError",
@@ -32,11 +36,13 @@ __all__ = [
     "ItemTooLargeError",
     "LocalDynamoDBError",
     "OperationTimeoutError",
+    "ParallelExecutionError",
     "RateLimitedError",
     "StoreClosedError",
     "StoreUnavailableError",
     "TableNotFoundError",
     "ThrottlingError",
+    "UnprocessedItemsError",
 ]
 
 
@@ -152,3 +158,42 @@ class OperationTimeoutError(StoreUnavailableError, TimeoutError):
 
 class CircuitBreakerOpenError(StoreUnavailableError):
     """The circuit breaker is open: no request was sent."""
+
+
+class ParallelExecutionError(DynamoDBStoreError):
+    """Some items failed; the others' results are kept.
+
+    ``results`` holds one entry per item, in input order: the result, or the exception at a
+    failed position. ``errors`` lists ``(index, exception)`` of the failures, in index order.
+    The first failure is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        results: list[Any],
+        errors: list[tuple[int, Exception]],
+    ) -> None:
+        super().__init__(message)
+        self.results = results
+        self.errors = errors
+
+
+class UnprocessedItemsError(ThrottlingError):
+    """A batch write gave up: ``unprocessed_keys`` are the ``(PK, SK)`` of the items DynamoDB
+    still left unprocessed after every retry (the rest of the batch was written).
+
+    A :class:`ThrottlingError`, since DynamoDB leaves items unprocessed when it throttles.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        unprocessed_keys: list[tuple[str, str]],
+        operation: str | None = None,
+        table: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, table=table)
+        self.unprocessed_keys = unprocessed_keys
