@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dynamodb-local lint typecheck docs test bench demo clean
+.PHONY: install dynamodb-local lint typecheck docs test bench fault-matrix demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: lint typecheck docs dynamodb-local
 # bench/results.json (which the docs' cost page is built from).
 bench: dynamodb-local
 	$(BIN)/python bench/run_all.py
+
+# The fault matrix (docs/fault-matrix.json, rendered on the docs' Resilience page): every store
+# against every injected fault, on one DynamoDB Local. `make test` checks the committed file.
+fault-matrix: dynamodb-local
+	FAULT_MATRIX_WRITE=1 $(BIN)/python -m pytest -q tests/faults/test_matrix.py
 
 demo: install
 	$(BIN)/python -m comic_vine_dynamodb_store.demo

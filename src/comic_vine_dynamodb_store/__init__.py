@@ -27,6 +27,7 @@ from comic_vine_dynamodb_store.config import (
     StoreOptions,
 )
 from comic_vine_dynamodb_store.errors import (
+    AccessDeniedError,
     CircuitBreakerOpenError,
     ConfigurationError,
     DynamoDBStoreError,
@@ -84,6 +85,7 @@ from comic_vine_dynamodb_store.table import TableMismatch, create_table, verify_
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDeniedError",
     "AdaptiveConfig",
     "AdaptiveDelayCalculator",
     "AdaptiveRateLimitStore",

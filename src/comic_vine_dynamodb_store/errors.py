@@ -10,6 +10,7 @@ catches ``ValueError`` or ``TimeoutError`` keeps working::
      ├── ItemTooLargeError           (ValueError)  value above the item (or chunked) size limit
      ├── StoreClosedError                          operation on a closed store
      ├── TableNotFoundError                        the table does not exist
+     ├── AccessDeniedError                         credentials refused, or no permission
      ├── RateLimitedError                          the client flow gave up waiting for the limiter
      ├── LocalDynamoDBError                        DynamoDB Local could not be started
      ├── ParallelExecutionError                    ``execute_in_parallel``: some items failed
@@ -29,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccessDeniedError",
     "CircuitBreakerOpenError",
     "ConfigurationError",
     "DynamoDBStoreError",
@@ -123,6 +125,14 @@ class StoreClosedError(DynamoDBStoreError):
 
 class TableNotFoundError(DynamoDBStoreError):
     """The table does not exist (stores never create it: see ``table.create_table``)."""
+
+
+class AccessDeniedError(DynamoDBStoreError):
+    """DynamoDB refused the credentials (unknown, expired, badly signed) or the permission.
+
+    A configuration problem like :class:`TableNotFoundError`: never retried, never counted
+    against the circuit breaker, and raised whatever ``on_unavailable`` says.
+    """
 
 
 class RateLimitedError(DynamoDBStoreError):

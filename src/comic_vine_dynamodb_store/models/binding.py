@@ -23,11 +23,23 @@ from comic_vine_dynamodb_store.config import StoreOptions
 from comic_vine_dynamodb_store.models.base import GSI1, StoreItem
 from comic_vine_dynamodb_store.resilience.transport import StoreConnection
 
-__all__ = ["TableBinding"]
+__all__ = ["TableBinding", "attempt_timeouts_s"]
 
 M = TypeVar("M", bound=StoreItem)
 
 _CONNECT_TIMEOUT_CAP_S = 5.0
+
+
+def attempt_timeouts_s(timeout_ms: int) -> tuple[float, float]:
+    """``(connect, read)`` socket timeouts of one attempt of an operation bounded by
+    ``timeout_ms``: a quarter (at most 5 s) to connect and half to read.
+
+    One attempt thus lasts at most three quarters of the budget, and the pipeline starts a
+    retry only while a whole attempt still fits (see ``OperationPipeline``), so an operation
+    ends within ``timeout_ms`` however its attempts fail, a black hole included.
+    """
+    timeout_s = timeout_ms / 1000
+    return min(timeout_s / 4, _CONNECT_TIMEOUT_CAP_S), timeout_s / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +59,10 @@ class TableBinding:
     def from_options(cls, options: StoreOptions) -> TableBinding:
         """The binding a store's options describe.
 
-        ``circuit_breaker.timeout_ms`` bounds the socket reads, so a hung request is cancelled
-        rather than waited for; connecting gets at most 5 s of it.
+        Each attempt's socket timeouts come from ``circuit_breaker.timeout_ms`` (see
+        :func:`attempt_timeouts_s`), so a hung request is cancelled rather than waited for.
         """
-        timeout_s = options.circuit_breaker.timeout_ms / 1000
+        connect_s, read_s = attempt_timeouts_s(options.circuit_breaker.timeout_ms)
         return cls(
             table_name=options.table_name,
             region=options.resolved_region,
@@ -58,8 +70,8 @@ class TableBinding:
             max_retries=options.max_retries,
             retry_delay_ms=options.retry_delay_ms,
             session=options.client,
-            connect_timeout_s=min(timeout_s, _CONNECT_TIMEOUT_CAP_S),
-            read_timeout_s=timeout_s,
+            connect_timeout_s=connect_s,
+            read_timeout_s=read_s,
         )
 
     def model(self, entity: type[M]) -> type[M]:

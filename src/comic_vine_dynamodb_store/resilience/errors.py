@@ -18,6 +18,7 @@ from botocore.exceptions import (
 from pynamodb.exceptions import PynamoDBException, TableDoesNotExist
 
 from comic_vine_dynamodb_store.errors import (
+    AccessDeniedError,
     DynamoDBStoreError,
     OperationTimeoutError,
     StoreUnavailableError,
@@ -45,6 +46,18 @@ THROTTLING_CODES = frozenset(
 )
 _UNAVAILABLE_CODES = frozenset(
     {"InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException"}
+)
+_ACCESS_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "AccessDeniedException",
+    }
 )
 _TIMEOUT_TYPES = (ReadTimeoutError, ConnectTimeoutError)
 _CONNECTION_TYPES = (EndpointConnectionError, ConnectionClosedError, HTTPClientError)
@@ -121,6 +134,10 @@ def map_error(exc: BaseException, *, operation: str, table: str) -> DynamoDBStor
         return ThrottlingError(f"DynamoDB throttled the request after retries ({code})", **context)
     if isinstance(exc, TableDoesNotExist) or code == "ResourceNotFoundException":
         return TableNotFoundError(f"table {table!r} does not exist", **context)
+    if code in _ACCESS_CODES:
+        return AccessDeniedError(
+            f"DynamoDB refused the request's credentials or permission ({code})", **context
+        )
     if code in _UNAVAILABLE_CODES or (_status(exc) or 0) >= 500:
         return StoreUnavailableError(f"DynamoDB is unavailable ({code})", **context)
     detail = root if root is not exc else exc

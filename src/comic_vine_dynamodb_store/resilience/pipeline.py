@@ -3,8 +3,9 @@
 ``pipeline.run(operation, fn, key=...)`` applies, in order:
 
 1. the circuit breaker (open: :class:`CircuitBreakerOpenError`, no request built or sent);
-2. a deadline of ``circuit_breaker.timeout_ms`` for the operation (each request's socket
-   timeouts are set to it by the binding, and no retry starts past it);
+2. a deadline of ``circuit_breaker.timeout_ms`` for the operation: each attempt's socket
+   timeouts are a share of it (see ``attempt_timeouts_s``), and a retry starts only while a
+   whole attempt still fits, so the operation ends within it;
 3. ``fn()``, whose requests carry botocore's retries and are metered (see ``transport``);
 4. error mapping to the library's typed errors, the original kept as ``__cause__``;
 5. one ``operation_completed`` signal (built only when someone listens).
@@ -24,6 +25,7 @@ from typing import TypeVar
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import StoreOptions
 from comic_vine_dynamodb_store.errors import CircuitBreakerOpenError
+from comic_vine_dynamodb_store.models.binding import attempt_timeouts_s
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.observability.context import current_correlation_id
 from comic_vine_dynamodb_store.resilience.breaker import (
@@ -59,7 +61,10 @@ class OperationPipeline:
         self.store = store
         self.table = options.table_name
         self._sender = sender if sender is not None else self
-        self._timeout_s = options.circuit_breaker.timeout_ms / 1000
+        # A retry starts only while a whole attempt (its connect and read timeouts) still
+        # fits in circuit_breaker.timeout_ms: no operation outlives its budget.
+        connect_s, read_s = attempt_timeouts_s(options.circuit_breaker.timeout_ms)
+        self._retry_window_s = options.circuit_breaker.timeout_ms / 1000 - connect_s - read_s
         performance = options.monitoring.performance
         self._sampling_rate = performance.sampling_rate if performance.enabled else 0.0
         self._sampler = random.Random()
@@ -98,7 +103,7 @@ class OperationPipeline:
             )
             raise
         if bounded:
-            meter.deadline = time.monotonic() + self._timeout_s
+            meter.deadline = time.monotonic() + self._retry_window_s
         report = functools.partial(self._report, operation, key, started=started, meter=meter)
         try:
             with metering(meter):

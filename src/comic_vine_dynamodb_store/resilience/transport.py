@@ -7,8 +7,9 @@ client it makes:
   throttling, 5xx, connection errors, timeouts), re-registered with ``max_retries + 1``
   attempts and a full-jitter exponential backoff whose base is ``retry_delay_ms``
   (``delay = rand(0, 1) * retry_delay_ms * 2 ** (attempt - 1)``, capped at 20 s). No retry
-  starts once the operation's deadline has passed, so an operation ends within about twice
-  ``circuit_breaker.timeout_ms`` even when every attempt times out;
+  starts past the meter's ``deadline`` (the last moment a whole attempt still fits in
+  ``circuit_breaker.timeout_ms``), so an operation ends within it even when every attempt
+  times out;
 * **a meter**: each request sent (retries and injected faults included), each retry, the
   consumed capacity DynamoDB reports and the last request id are added to the
   :class:`RequestMeter` of the operation running in this thread or task (a contextvar set by
@@ -45,7 +46,8 @@ _MAX_BACKOFF_S = 20.0
 class RequestMeter:
     """What one store operation cost in DynamoDB requests.
 
-    ``deadline`` is a ``time.monotonic()`` value after which no retry starts.
+    ``deadline`` is a ``time.monotonic()`` value after which no retry starts (set by the
+    pipeline so that a retry's whole attempt still ends within the operation's budget).
     """
 
     store: str | None = None
