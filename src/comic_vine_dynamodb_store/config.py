@@ -47,6 +47,13 @@ __all__ = [
 
 DEFAULT_TABLE_NAME = "comic-vine-store"
 DYNAMODB_MAX_BATCH_ITEMS = 25
+YEAR_MS = 366 * 86_400_000
+"""The longest duration an option takes (windows, leases, intervals): a (leap) year."""
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+MAX_LIMIT = 1_000_000_000
+"""The most admissions a rate-limit window counts."""
+_REGION_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 _TABLE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _ENDPOINT_RE = re.compile(r"https?://[^\s/]+(/\S*)?")
@@ -54,6 +61,9 @@ _CLOUDWATCH_NAMESPACE_RE = re.compile(r"[A-Za-z0-9.\-_/#: ]{1,255}")
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+DurationMs = Annotated[int, Field(ge=0, le=YEAR_MS)]
+"""Milliseconds, 0 to a year: every wait and interval stays one a thread can sleep."""
+PositiveDurationMs = Annotated[int, Field(ge=1, le=YEAR_MS)]
 
 
 class OptionsModel(BaseModel):
@@ -97,13 +107,20 @@ class CircuitBreakerOptions(OptionsModel):
 
     enabled: bool = True
     failure_threshold: PositiveInt = 5
-    recovery_timeout_ms: PositiveInt = 60_000
-    timeout_ms: PositiveInt = 30_000
+    recovery_timeout_ms: Annotated[int, Field(ge=1, le=DAY_MS)] = 60_000
+    timeout_ms: Annotated[int, Field(ge=1, le=HOUR_MS)] = 30_000
 
 
 def _check_endpoint_url(value: str | None) -> str | None:
     if value is not None and not _ENDPOINT_RE.fullmatch(value):
         raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _check_region_name(value: str | None) -> str | None:
+    # What botocore takes as a region name; refused here rather than at the first request.
+    if value is not None and not _REGION_RE.fullmatch(value):
+        raise ValueError("must be a region name such as 'us-east-1' (a-z, 0-9 and '-')")
     return value
 
 
@@ -136,6 +153,7 @@ class CloudWatchOptions(OptionsModel):
         return check_cloudwatch_namespace(value)
 
     _check_endpoint = field_validator("endpoint")(_check_endpoint_url)
+    _check_region = field_validator("region")(_check_region_name)
 
 
 class LoggingOptions(OptionsModel):
@@ -156,7 +174,7 @@ class HealthCheckOptions(OptionsModel):
     """Periodic DynamoDB round trips reported as health."""
 
     enabled: bool = False
-    interval_ms: PositiveInt = 60_000
+    interval_ms: PositiveDurationMs = 60_000
 
 
 class MonitoringOptions(OptionsModel):
@@ -194,9 +212,9 @@ class StoreOptions(OptionsModel):
     client: botocore.session.Session | None = None
     key_prefix: str = ""
     max_retries: Annotated[int, Field(ge=0, le=20)] = 3
-    retry_delay_ms: NonNegativeInt = 100
+    retry_delay_ms: DurationMs = 100
     batch_size: Annotated[int, Field(ge=1, le=DYNAMODB_MAX_BATCH_ITEMS)] = 25
-    cleanup_interval_ms: NonNegativeInt = 300_000
+    cleanup_interval_ms: DurationMs = 300_000
     circuit_breaker: CircuitBreakerOptions = CircuitBreakerOptions()
     monitoring: MonitoringOptions = MonitoringOptions()
     on_unavailable: OnUnavailable = "raise"
@@ -209,6 +227,7 @@ class StoreOptions(OptionsModel):
         return value
 
     _check_endpoint = field_validator("endpoint")(_check_endpoint_url)
+    _check_region = field_validator("region")(_check_region_name)
 
     @field_validator("key_prefix")
     @classmethod
@@ -242,30 +261,34 @@ class InMemoryCacheStoreOptions(OptionsModel):
     """
 
     max_value_bytes: PositiveInt = 16 * 1024 * 1024
-    cleanup_interval_ms: NonNegativeInt = 0
+    cleanup_interval_ms: DurationMs = 0
 
 
 class DedupeStoreOptions(StoreOptions):
     """Options of the dedupe store: job lease and how waiters poll."""
 
-    default_ttl_seconds: PositiveInt = 300
-    max_wait_time_ms: NonNegativeInt = 30_000
-    poll_interval_ms: PositiveInt = 100
+    default_ttl_seconds: Annotated[int, Field(ge=1, le=YEAR_MS // 1000)] = 300
+    max_wait_time_ms: DurationMs = 30_000
+    poll_interval_ms: PositiveDurationMs = 100
 
 
 class InMemoryDedupeStoreOptions(OptionsModel):
     """Options of the in-memory dedupe store: the DynamoDB dedupe store's, without a table."""
 
-    default_ttl_seconds: PositiveInt = 300
-    max_wait_time_ms: NonNegativeInt = 30_000
-    poll_interval_ms: PositiveInt = 100
+    default_ttl_seconds: Annotated[int, Field(ge=1, le=YEAR_MS // 1000)] = 300
+    max_wait_time_ms: DurationMs = 30_000
+    poll_interval_ms: PositiveDurationMs = 100
 
 
 class RateLimitConfig(OptionsModel):
-    """``limit`` admissions per sliding window of ``window_ms``."""
+    """``limit`` admissions per sliding window of ``window_ms``.
 
-    limit: NonNegativeInt = 200
-    window_ms: PositiveInt = 60_000
+    Bounded so every count and date the stores derive stays representable: at most a billion
+    admissions per window, and a window of at most a year.
+    """
+
+    limit: Annotated[int, Field(ge=0, le=MAX_LIMIT)] = 200
+    window_ms: PositiveDurationMs = 60_000
 
 
 def as_rate_limit_config(config: RateLimitConfig | Mapping[str, Any]) -> RateLimitConfig:
@@ -320,11 +343,11 @@ class RateLimitStoreOptions(StoreOptions):
 class AdaptiveConfig(OptionsModel):
     """How the adaptive limiter splits capacity between user and background traffic."""
 
-    monitoring_window_ms: PositiveInt = 15 * 60 * 1000
+    monitoring_window_ms: PositiveDurationMs = 15 * 60 * 1000
     high_activity_threshold: PositiveInt = 10
     moderate_activity_threshold: PositiveInt = 3
-    recalculation_interval_ms: PositiveInt = 30_000
-    sustained_inactivity_threshold_ms: PositiveInt = 30 * 60 * 1000
+    recalculation_interval_ms: PositiveDurationMs = 30_000
+    sustained_inactivity_threshold_ms: PositiveDurationMs = 30 * 60 * 1000
     background_pause_on_increasing_trend: bool = True
     max_user_scaling: float = Field(default=2.0, ge=1.0, strict=False)
     min_user_reserved: NonNegativeInt = 5

@@ -26,7 +26,7 @@ from typing import Any, TypeAlias
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from comic_vine_dynamodb_store.errors import ItemTooLargeError
+from comic_vine_dynamodb_store.errors import ConfigurationError, ItemTooLargeError
 
 __all__ = [
     "COMPRESSION_MIN_BYTES",
@@ -235,3 +235,21 @@ def check_item_size(
             table=table,
         )
     return size
+
+
+def type_adapter_for(value_type: Any) -> TypeAdapter[Any] | None:
+    """The validator of a store's ``value_type`` (``None``: values are not validated).
+
+    A ``value_type`` pydantic cannot build a validator for raises
+    :class:`~comic_vine_dynamodb_store.errors.ConfigurationError` when the store is made,
+    not a pydantic (or ``SyntaxError``, for a string) error at its first use.
+    """
+    if value_type is None:
+        return None
+    try:
+        return TypeAdapter(value_type)
+    except Exception as exc:  # pydantic's schema errors, and NameError/SyntaxError of a str
+        raise ConfigurationError(
+            f"value_type {value_type!r} is not a type values can be validated against: {exc}",
+            field="value_type",
+        ) from exc

@@ -13,10 +13,23 @@ from comic_vine_dynamodb_store.serialization import EncodedValue, Encoding
 __all__ = ["CacheChunk", "CacheItem", "expiry_for_ttl"]
 
 
+MAX_TTL_SECONDS = 100 * 366 * 86_400
+"""The longest ``ttl_seconds`` a cache takes: a century (0 is the way to say "never")."""
+
+
 def expiry_for_ttl(now_ms: int, ttl_seconds: float) -> int | None:
-    """Exact expiry of a value set at ``now_ms``: ``None`` (never) for 0, refused below 0."""
-    if ttl_seconds < 0:
-        raise ValueError(f"ttl_seconds must be >= 0 (0 = never expires), got {ttl_seconds}")
+    """Exact expiry of a value set at ``now_ms``: ``None`` (never) for 0.
+
+    A TTL that is not a number raises ``TypeError``; a negative one, NaN, or one above
+    :data:`MAX_TTL_SECONDS` (which no date, and no DynamoDB TTL, could hold) ``ValueError``.
+    """
+    if not isinstance(ttl_seconds, int | float):
+        raise TypeError(f"ttl_seconds must be a number of seconds, got {ttl_seconds!r}")
+    if not 0 <= ttl_seconds <= MAX_TTL_SECONDS:  # NaN fails both comparisons
+        raise ValueError(
+            f"ttl_seconds must be 0 (never expires) to {MAX_TTL_SECONDS} (a century), "
+            f"got {ttl_seconds}"
+        )
     if ttl_seconds == 0:
         return None
     return now_ms + round(ttl_seconds * 1000)

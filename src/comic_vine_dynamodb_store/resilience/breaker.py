@@ -18,6 +18,7 @@ lock guards only the state transitions, and time comes from an injectable clock.
 
 from __future__ import annotations
 
+import collections
 import enum
 import threading
 from collections.abc import Callable
@@ -82,6 +83,11 @@ class CircuitBreaker:
         self._clock = clock
         self._on_state_change = on_state_change
         self._lock = threading.Lock()
+        # Transitions wait here in the order they happened; one thread at a time delivers them.
+        self._pending: collections.deque[tuple[BreakerState, BreakerState, int]] = (
+            collections.deque()
+        )
+        self._delivering = threading.Lock()
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._opened_at_ms: int | None = None
@@ -180,9 +186,34 @@ class CircuitBreaker:
             )
 
     def _move(self, state: BreakerState) -> tuple[BreakerState, BreakerState, int] | None:
+        """Change state (under ``_lock``) and queue the transition for :meth:`_notify`."""
         previous, self._state = self._state, state
-        return None if previous is state else (previous, state, self._failures)
+        if previous is state:
+            return None
+        change = (previous, state, self._failures)
+        if self._on_state_change is not None:
+            self._pending.append(change)
+        return change
 
     def _notify(self, change: tuple[BreakerState, BreakerState, int] | None) -> None:
-        if change is not None and self._on_state_change is not None:
-            self._on_state_change(*change)
+        """Deliver queued transitions in the order they happened, outside ``_lock``.
+
+        The listener runs without the state lock (a slow one must not hold up every call),
+        so two threads could otherwise deliver two transitions out of order. One thread at a
+        time delivers; a thread that finds another delivering leaves its transition to it.
+        """
+        if change is None or self._on_state_change is None:
+            return
+        while self._delivering.acquire(blocking=False):
+            try:
+                while True:
+                    with self._lock:
+                        if not self._pending:
+                            break
+                        queued = self._pending.popleft()
+                    self._on_state_change(*queued)
+            finally:
+                self._delivering.release()
+            with self._lock:  # one queued while we released: deliver it too
+                if not self._pending:
+                    return

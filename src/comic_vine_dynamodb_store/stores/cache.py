@@ -45,6 +45,7 @@ from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
     check_item_size,
     item_size,
+    type_adapter_for,
 )
 from comic_vine_dynamodb_store.stores.base import DynamoDBStore, falls_back, miss, skipped
 from comic_vine_dynamodb_store.stores.cache_core import encode_for_set, read_value
@@ -83,9 +84,7 @@ class DynamoDBCacheStore(DynamoDBStore[CacheStoreOptions], Generic[T]):
         **kwargs: Any,
     ) -> None:
         super().__init__(options=options, clock=clock, **kwargs)
-        self._adapter: TypeAdapter[Any] | None = (
-            TypeAdapter(value_type) if value_type is not None else None
-        )
+        self._adapter: TypeAdapter[Any] | None = type_adapter_for(value_type)
         self._items = self._model(CacheItem)
         self._chunks = self._model(CacheChunk)  # held: binding a model per call costs a client
         self._start_background("cleanup", self.options.cleanup_interval_ms, self.cleanup)

@@ -36,6 +36,7 @@ from comic_vine_dynamodb_store.serialization import (
     check_item_size,
     decode_value,
     encode_value,
+    type_adapter_for,
 )
 from comic_vine_dynamodb_store.stores.base import (
     DynamoDBStore,
@@ -51,6 +52,7 @@ from comic_vine_dynamodb_store.stores.contracts import DedupeStats, DedupeStore,
 from comic_vine_dynamodb_store.stores.dedupe_core import (
     JobView,
     WaitState,
+    check_job_id,
     next_poll_delay_ms,
     wait_state,
 )
@@ -142,9 +144,7 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
         **kwargs: Any,
     ) -> None:
         super().__init__(options=options, clock=clock, **kwargs)
-        self._adapter: TypeAdapter[Any] | None = (
-            TypeAdapter(value_type) if value_type is not None else None
-        )
+        self._adapter: TypeAdapter[Any] | None = type_adapter_for(value_type)
         self._jobs = self._model(DedupeJob)
         self._sleep = sleep
         self._lease_ms = self.options.default_ttl_seconds * 1000
@@ -239,6 +239,7 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
     def _finish(
         self, operation: str, key: str, job_id: str | None, now: int, actions: list[Any]
     ) -> bool:
+        check_job_id(job_id)
         jobs = self._jobs
         pk, sk = DedupeJob.key_of(self._namespace, key)
         keep_until = now + self._lease_ms

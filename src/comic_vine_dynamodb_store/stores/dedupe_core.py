@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from comic_vine_dynamodb_store.errors import InvalidKeyError
 from comic_vine_dynamodb_store.models.dedupe import JobStatus
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "WaitState",
     "can_finish",
     "can_take",
+    "check_job_id",
     "next_poll_delay_ms",
     "wait_state",
 ]
@@ -100,3 +102,10 @@ POLL_CAP_MS = 1000
 def next_poll_delay_ms(previous_ms: int, *, cap_ms: int = POLL_CAP_MS) -> int:
     """The next pause of a waiter: 1.5x the last one, capped (at least the last one)."""
     return max(previous_ms, min(cap_ms, round(previous_ms * POLL_BACKOFF)))
+
+
+def check_job_id(job_id: object) -> None:
+    """Refuse a ``job_id`` that is neither ``None`` nor a str, before any request (any str is
+    a fine question: one that names no job is answered ``False``)."""
+    if job_id is not None and not isinstance(job_id, str):
+        raise InvalidKeyError(f"job_id must be a str or None, got {type(job_id).__name__}")

@@ -34,6 +34,7 @@ from comic_vine_dynamodb_store.models.cache import expiry_for_ttl
 from comic_vine_dynamodb_store.observability import signals
 from comic_vine_dynamodb_store.serialization import (
     Encoding,
+    type_adapter_for,
 )
 from comic_vine_dynamodb_store.stores.base import InMemoryStore, PeriodicTask
 from comic_vine_dynamodb_store.stores.cache_core import encode_for_set, read_value
@@ -82,9 +83,7 @@ class InMemoryCacheStore(InMemoryStore, Generic[T]):
         self.options = InMemoryCacheStoreOptions(
             max_value_bytes=max_value_bytes, cleanup_interval_ms=cleanup_interval_ms
         )
-        self._adapter: TypeAdapter[Any] | None = (
-            TypeAdapter(value_type) if value_type is not None else None
-        )
+        self._adapter: TypeAdapter[Any] | None = type_adapter_for(value_type)
         self._max_value_bytes = self.options.max_value_bytes
         self._clock = clock
         super().__init__()

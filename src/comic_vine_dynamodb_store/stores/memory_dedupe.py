@@ -42,6 +42,7 @@ from comic_vine_dynamodb_store.serialization import (
     check_item_size,
     decode_value,
     encode_value,
+    type_adapter_for,
 )
 from comic_vine_dynamodb_store.stores.base import InMemoryStore, announce_join
 from comic_vine_dynamodb_store.stores.contracts import (
@@ -54,6 +55,7 @@ from comic_vine_dynamodb_store.stores.dedupe_core import (
     WaitState,
     can_finish,
     can_take,
+    check_job_id,
     next_poll_delay_ms,
     wait_state,
 )
@@ -125,9 +127,7 @@ class InMemoryDedupeStore(InMemoryStore, Generic[T]):
             max_wait_time_ms=max_wait_time_ms,
             poll_interval_ms=poll_interval_ms,
         )
-        self._adapter: TypeAdapter[Any] | None = (
-            TypeAdapter(value_type) if value_type is not None else None
-        )
+        self._adapter: TypeAdapter[Any] | None = type_adapter_for(value_type)
         self._clock = clock
         self._sleep = sleep
         self._lease_ms = self.options.default_ttl_seconds * 1000
@@ -200,6 +200,7 @@ class InMemoryDedupeStore(InMemoryStore, Generic[T]):
         )
 
     def _finish(self, operation: str, key: str, job_id: str | None, **changes: Any) -> bool:
+        check_job_id(job_id)
         with self._lock:
             self._check_open(operation)
             now = self._clock()
