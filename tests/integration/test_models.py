@@ -69,7 +69,8 @@ def test_equal_bindings_share_one_class_and_settings_reach_the_connection(endpoi
     assert connection._max_retry_attempts_exception == 7
     timed = bound(endpoint, "settings-table", CacheItem, circuit_breaker={"timeout_ms": 1500})
     config = timed._get_connection().connection.client.meta.config
-    assert (config.read_timeout, config.connect_timeout) == (1.5, 1.5)
+    # Each attempt gets half of timeout_ms to read and a quarter to connect.
+    assert (config.read_timeout, config.connect_timeout) == (0.75, 0.375)
 
 
 def test_bindings_work_from_many_threads_at_once(endpoint: str, table_name: str) -> None:
