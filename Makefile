@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dynamodb-local lint typecheck docs test bench fault-matrix demo clean
+.PHONY: install dynamodb-local docker-image lint typecheck docs test bench fault-matrix demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,21 @@ typecheck: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
+# A Docker engine and a DynamoDB Local image built here from the cached jar and this machine's
+# JRE (no registry needed), where the machine allows: as root with apt, docker.io is installed
+# and dockerd started if none answers. Idempotent; quick once done. `make test` runs it and
+# never fails on it: without Docker the testcontainers tests skip and say why. The suite runs
+# on the jar (or DYNAMODB_ENDPOINT); the contract suites and a process race run on both.
+DOCKER_IMAGE ?= comic-vine-store/dynamodb-local:local
+
+docker-image: dynamodb-local
+	@bash scripts/docker-image.sh "$$($(BIN)/python -m comic_vine_dynamodb_store.local fetch)" $(DOCKER_IMAGE)
+
 test: lint typecheck docs dynamodb-local
-	$(BIN)/python -m pytest
+	@bash scripts/docker-image.sh "$$($(BIN)/python -m comic_vine_dynamodb_store.local fetch)" $(DOCKER_IMAGE) \
+		|| echo "make test: no Docker engine or image here; the testcontainers tests will say why they skip"
+	DYNAMODB_LOCAL_IMAGE=$(DOCKER_IMAGE) TESTCONTAINERS_RYUK_DISABLED=true \
+		$(BIN)/python -m pytest --dynamodb-provider=$(if $(DYNAMODB_ENDPOINT),env,jar)
 
 # Measurements, not tests: every store's costs and speed, on one DynamoDB Local, into
 # bench/results.json (which the docs' cost page is built from).

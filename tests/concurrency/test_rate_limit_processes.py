@@ -320,6 +320,12 @@ def test_8_processes_of_4_threads_never_admit_more_than_the_limit_in_any_window(
 def test_two_resources_hammered_together_each_get_their_own_limit(
     endpoint: str, table_name: str
 ) -> None:
+    two_resources_each_get_their_own_limit(endpoint, table_name)
+
+
+def two_resources_each_get_their_own_limit(endpoint: str, table_name: str) -> None:
+    """4 processes x 4 threads on two resources for 3 s: exactly each one's limit admitted
+    (also run against DynamoDB Local under testcontainers, see ``test_providers``)."""
     processes, threads, run_ms = 4, 4, 3000
     limits = {"issues": 15, "volumes": 30}
     configs = {name: {"limit": limit, "window_ms": 60_000} for name, limit in limits.items()}

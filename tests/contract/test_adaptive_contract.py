@@ -40,6 +40,7 @@ from comic_vine_dynamodb_store.stores.contracts import (
 )
 from comic_vine_dynamodb_store.stores.memory_adaptive import InMemoryAdaptiveRateLimitStore
 from comic_vine_dynamodb_store.stores.rate_limit_core import SliceLayout
+from tests.conftest import DYNAMODB_TARGETS, dynamodb_target
 from tests.support import FakeClock
 
 REGION = "us-east-1"
@@ -95,18 +96,20 @@ class Stores:
         return self(**self._options[id(store)])
 
 
-@pytest.fixture(params=["memory", pytest.param("dynamodb", marks=pytest.mark.dynamodb)])
+@pytest.fixture(params=["memory", *DYNAMODB_TARGETS])
 def stores(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Stores]:
-    """Store maker of the implementation under test; on DynamoDB one fresh table per test."""
+    """Store maker of the implementation under test; on DynamoDB (either provider) one fresh
+    table per test."""
     table_name: str | None = None
     endpoint: str | None = None
-    if request.param == "dynamodb":
+    if request.param != "memory":
         # Resolved here, not at module level, so the memory run never needs DynamoDB Local.
-        table_name = request.getfixturevalue("table_name")
-        endpoint = request.getfixturevalue("endpoint")
+        table_name, endpoint = dynamodb_target(request)
     # On a whole hour, so every slice used here starts exactly at the times the tests name.
     clock.now_ms = math.ceil(clock.now_ms / HOUR_MS) * HOUR_MS
-    maker = Stores(request.param, clock, table_name, endpoint)
+    maker = Stores(
+        "memory" if request.param == "memory" else "dynamodb", clock, table_name, endpoint
+    )
     yield maker
     for store in maker.made:
         store.close()

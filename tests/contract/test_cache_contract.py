@@ -36,6 +36,7 @@ from comic_vine_dynamodb_store.serialization import MAX_ITEM_BYTES
 from comic_vine_dynamodb_store.stores.cache import DynamoDBCacheStore
 from comic_vine_dynamodb_store.stores.contracts import CacheStore
 from comic_vine_dynamodb_store.stores.memory_cache import InMemoryCacheStore
+from tests.conftest import DYNAMODB_TARGETS, dynamodb_target
 from tests.support import FakeClock
 
 REGION = "us-east-1"
@@ -53,14 +54,14 @@ class Issue(BaseModel):
     rating: float | None = None
 
 
-@pytest.fixture(params=["memory", pytest.param("dynamodb", marks=pytest.mark.dynamodb)])
+@pytest.fixture(params=["memory", *DYNAMODB_TARGETS])
 def make_store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[StoreFactory]:
-    """Builds stores of the implementation under test; on DynamoDB they share one fresh table."""
+    """Builds stores of the implementation under test; on DynamoDB (either provider) they
+    share one fresh table."""
     made: list[AnyStore] = []
-    if request.param == "dynamodb":
+    if request.param != "memory":
         # Resolved here, not at module level, so the memory run never needs DynamoDB Local.
-        table_name: str = request.getfixturevalue("table_name")
-        endpoint: str = request.getfixturevalue("endpoint")
+        table_name, endpoint = dynamodb_target(request)
 
     def make(**options: Any) -> AnyStore:
         store: AnyStore

@@ -30,6 +30,7 @@ from comic_vine_dynamodb_store.stores.contracts import RateLimitStatus, RateLimi
 from comic_vine_dynamodb_store.stores.memory_rate_limit import InMemoryRateLimitStore
 from comic_vine_dynamodb_store.stores.rate_limit import DynamoDBRateLimitStore
 from comic_vine_dynamodb_store.stores.rate_limit_core import SliceLayout
+from tests.conftest import DYNAMODB_TARGETS, dynamodb_target
 from tests.support import FakeClock
 
 REGION = "us-east-1"
@@ -79,16 +80,18 @@ class Stores:
         return self(**self._options[id(store)])
 
 
-@pytest.fixture(params=["memory", pytest.param("dynamodb", marks=pytest.mark.dynamodb)])
+@pytest.fixture(params=["memory", *DYNAMODB_TARGETS])
 def stores(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Stores]:
-    """Store maker of the implementation under test; on DynamoDB one fresh table per test."""
+    """Store maker of the implementation under test; on DynamoDB (either provider) one fresh
+    table per test."""
     table_name: str | None = None
     endpoint: str | None = None
-    if request.param == "dynamodb":
+    if request.param != "memory":
         # Resolved here, not at module level, so the memory run never needs DynamoDB Local.
-        table_name = request.getfixturevalue("table_name")
-        endpoint = request.getfixturevalue("endpoint")
-    maker = Stores(request.param, clock, table_name, endpoint)
+        table_name, endpoint = dynamodb_target(request)
+    maker = Stores(
+        "memory" if request.param == "memory" else "dynamodb", clock, table_name, endpoint
+    )
     yield maker
     for store in maker.made:
         store.close()
