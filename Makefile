@@ -39,10 +39,10 @@ docs: install
 DOCKER_IMAGE ?= comic-vine-store/dynamodb-local:local
 
 docker-image: dynamodb-local
-	@bash scripts/docker-image.sh "$$($(BIN)/python -m comic_vine_dynamodb_store.local fetch)" $(DOCKER_IMAGE)
+	@bash containers/engine-and-image.sh "$$($(BIN)/python -m comic_vine_dynamodb_store.local fetch)" $(DOCKER_IMAGE)
 
 test: lint typecheck docs dynamodb-local
-	@bash scripts/docker-image.sh "$$($(BIN)/python -m comic_vine_dynamodb_store.local fetch)" $(DOCKER_IMAGE) \
+	@bash containers/engine-and-image.sh "$$($(BIN)/python -m comic_vine_dynamodb_store.local fetch)" $(DOCKER_IMAGE) \
 		|| echo "make test: no Docker engine or image here; the testcontainers tests will say why they skip"
 	DYNAMODB_LOCAL_IMAGE=$(DOCKER_IMAGE) TESTCONTAINERS_RYUK_DISABLED=true \
 		$(BIN)/python -m pytest --dynamodb-provider=$(if $(DYNAMODB_ENDPOINT),env,jar)

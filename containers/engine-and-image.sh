@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A Docker engine and a DynamoDB Local image, made on this machine without any registry.
 #
-#   scripts/docker-image.sh JAR [IMAGE]
+#   containers/engine-and-image.sh JAR [IMAGE]
 #
 # 1. If no Docker engine answers and we are root on Debian/Ubuntu: install docker.io (if
 #    dockerd is missing) and start dockerd in the background (log: /var/log/dockerd-local.log).
