@@ -15,7 +15,7 @@
 # reason on stderr otherwise (the test suite then says why its testcontainers tests skip).
 set -euo pipefail
 
-JAR=${1:?usage: docker-image.sh JAR [IMAGE]}
+JAR=${1:?usage: engine-and-image.sh JAR [IMAGE]}
 IMAGE=${2:-comic-vine-store/dynamodb-local:local}
 LOG=/var/log/dockerd-local.log
 
