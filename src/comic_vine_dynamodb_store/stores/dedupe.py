@@ -18,7 +18,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import TypeAdapter
@@ -27,8 +26,9 @@ from pynamodb.expressions.condition import Condition
 from comic_vine_dynamodb_store.clock import Clock, system_clock_ms
 from comic_vine_dynamodb_store.config import DedupeStoreOptions
 from comic_vine_dynamodb_store.errors import DynamoDBStoreError, StoreUnavailableError
-from comic_vine_dynamodb_store.keys import expiry_sort_key, validate_key
+from comic_vine_dynamodb_store.keys import validate_key
 from comic_vine_dynamodb_store.models import DedupeJob, JobStatus
+from comic_vine_dynamodb_store.models.base import expiry_actions
 from comic_vine_dynamodb_store.observability.signals import Fallback
 from comic_vine_dynamodb_store.serialization import (
     MAX_ITEM_BYTES,
@@ -248,9 +248,7 @@ class DynamoDBDedupeStore(DynamoDBStore[DedupeStoreOptions], Generic[T]):
             *actions,
             jobs.finished_by.set(call_token),
             jobs.updated_at_ms.set(now),
-            jobs.expires_at_ms.set(keep_until),
-            jobs.ttl.set(datetime.fromtimestamp(-(-keep_until // 1000), tz=UTC)),
-            jobs.gsi1sk.set(expiry_sort_key(keep_until)),
+            *expiry_actions(jobs, keep_until, moved_from_ms=None),
         ]
         condition = (
             (jobs.status == JobStatus.PENDING.value)
