@@ -20,7 +20,6 @@ what is left::
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -53,7 +52,6 @@ __all__ = [
     "validate_cloudwatch_namespace",
 ]
 
-_log = logging.getLogger(__name__)
 
 MAX_DATA_PER_REQUEST: Final = 1000
 """``PutMetricData`` takes at most this many ``MetricData`` entries."""
@@ -239,7 +237,6 @@ class CloudWatchMetricsPublisher(MetricsHandler):
         self._published = 0
         self._requests = 0
         self._failed_requests = 0
-        self._reported: set[str] = set()
         self._closed = False
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -383,7 +380,7 @@ class CloudWatchMetricsPublisher(MetricsHandler):
                 problem = "timestamp over 2 weeks old or over 2 hours ahead"
             if problem is not None:
                 dropped += 1
-                self._report_once(f"invalid:{problem}", "dropped metric %r: %s", metric, problem)
+                self._warn_once(f"invalid:{problem}", "dropped metric %r: %s", metric, problem)
                 continue
             key = (*shape, metric.timestamp_ms // _MINUTE_MS * _MINUTE_MS)
             aggregate = aggregates.get(key)
@@ -427,21 +424,15 @@ class CloudWatchMetricsPublisher(MetricsHandler):
             yield batch
 
     def _report(self, kind: str, exc: BaseException, lost: int) -> None:
-        self._report_once(
+        self._warn_once(
             kind,
             "PutMetricData to %s failed (%s: %s); %d data lost. Further failures of this kind "
-            "are counted in failed_requests, not logged",
+            "are counted in failed_requests",
             self.endpoint or f"CloudWatch {self.region}",
             type(exc).__name__,
             exc,
             lost,
         )
-
-    def _report_once(self, kind: str, message: str, *args: object) -> None:
-        if kind in self._reported:
-            return
-        self._reported.add(kind)
-        _log.warning(message, *args)
 
     # -- the thread and closing -------------------------------------------------------------
 
